@@ -1,0 +1,55 @@
+"""Shared request dependencies, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from callrec.auth import CSRF_HEADER, Principal
+from callrec.errors import InvalidParameter
+from callrec.model import is_safe_name
+from callrec.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def current_user(request: Request, services: ServicesDep) -> Principal:
+    return await run_in_threadpool(services.auth.authenticate, request.headers.get("authorization"))
+
+
+async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+    user.require_admin()
+    return user
+
+
+async def ops_user(
+    request: Request, services: ServicesDep, user: Annotated[Principal, Depends(current_user)]
+) -> Principal:
+    user.require_ops()
+    if services.settings.csrf and request.method in ("POST", "PUT", "DELETE"):
+        services.csrf.check(user, request.headers.get(CSRF_HEADER))
+    return user
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+AdminUser = Annotated[Principal, Depends(admin_user)]
+OpsUser = Annotated[Principal, Depends(ops_user)]
+
+
+def checked_name(value: str, what: str) -> str:
+    if not is_safe_name(value):
+        raise InvalidParameter(f"{what} is not valid")
+    return value
+
+
+def origin(request: Request, services: Services) -> str:
+    """Scheme, host and port clients reach this service at (setting or request)."""
+    return services.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"

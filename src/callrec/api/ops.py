@@ -1,0 +1,188 @@
+"""The internal (ops) API (SPEC §5): what recorders and their upload scripts call."""
+
+from __future__ import annotations
+
+import mimetypes
+from functools import partial
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from callrec.api import search as searching
+from callrec.api.deps import OpsUser, ServicesDep, checked_name, origin
+from callrec.api.errors import GWSResponse
+from callrec.api.play import play
+from callrec.api.recordings import load
+from callrec.api.render import ops_view
+from callrec.errors import GWSError, InvalidParameter, NotFound
+from callrec.ingest import prepare
+from callrec.media.local import UploadTooLarge
+from callrec.model import MEDIA_ID_PATTERN, is_safe_name
+from callrec.services import Services
+from callrec.store import Document
+
+router = APIRouter(tags=["ops"])
+PATH = "/contact-centers/{ccid}/recordings"
+
+
+def ops_play_base(request: Request, services: Services, ccid: str) -> str:
+    root = services.settings.root_path
+    return f"{origin(request, services)}{root}/api/v2/ops/contact-centers/{ccid}/recordings"
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise InvalidParameter("The request body is too large", http_status=413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise InvalidParameter("The request body is too large", http_status=413)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidParameter("The request body is not valid JSON") from None
+    if b"\\u0000" in body:
+        raise InvalidParameter("NUL characters are not allowed")
+    return data
+
+
+def _result(raw: Any, outcome: Document | GWSError) -> dict[str, Any]:
+    rec_id = raw.get("id") if isinstance(raw, dict) else None
+    if isinstance(outcome, GWSError):
+        return {"id": rec_id, **outcome.body()}
+    return {"id": rec_id, "statusCode": 0}
+
+
+async def create_or_merge(request: Request, ccid: str, services: Services) -> Response:
+    checked_name(ccid, "contact center id")
+    data = await read_json(request, services.settings.max_body_bytes)
+    items = data if isinstance(data, list) else [data]
+    outcomes: list[Document | GWSError] = []
+    valid: list[Document] = []
+    for raw in items:
+        try:
+            valid.append(prepare(services.storages, raw, ccid))
+            outcomes.append(valid[-1])
+        except GWSError as error:
+            outcomes.append(error)
+    saved = iter(await run_in_threadpool(services.store.upsert, ccid, valid))
+    outcomes = [o if isinstance(o, GWSError) else next(saved) for o in outcomes]
+    failures = [o for o in outcomes if isinstance(o, GWSError)]
+    if not isinstance(data, list) and failures:
+        raise failures[0]
+    if not failures:
+        return GWSResponse({"statusCode": 0})
+    return GWSResponse(
+        {
+            "statusCode": 7,
+            "statusMessage": f"{len(items) - len(failures)} of {len(items)} recordings saved",
+            "results": [_result(raw, o) for raw, o in zip(items, outcomes, strict=True)],
+        }
+    )
+
+
+@router.post("/api/v2/ops" + PATH, summary="Create or merge recordings")
+async def create(ccid: str, request: Request, user: OpsUser, services: ServicesDep) -> Response:
+    return await create_or_merge(request, ccid, services)
+
+
+@router.post("/internal-api" + PATH, summary="Create or merge recordings (internal path)")
+async def create_internal(
+    ccid: str, request: Request, user: OpsUser, services: ServicesDep
+) -> Response:
+    return await create_or_merge(request, ccid, services)
+
+
+@router.get("/api/v2/ops" + PATH, summary="Search a contact center's recordings")
+async def search(ccid: str, request: Request, user: OpsUser, services: ServicesDep) -> Response:
+    view = partial(ops_view, play_base=ops_play_base(request, services, ccid))
+    return await searching.search(request, services, ccid, view, origin(request, services))
+
+
+@router.get("/api/v2/ops" + PATH + "/{recording_id}", summary="Get a recording as stored")
+async def get(
+    ccid: str, recording_id: str, request: Request, user: OpsUser, services: ServicesDep
+) -> Response:
+    doc = await load(services, ccid, recording_id)
+    return GWSResponse(
+        {"statusCode": 0, "recording": ops_view(doc, ops_play_base(request, services, ccid))}
+    )
+
+
+@router.get(
+    "/api/v2/ops" + PATH + "/{recording_id}/play/{media_id}",
+    summary="Play media (ops)",
+    operation_id="ops_play",
+)
+@router.head(
+    "/api/v2/ops" + PATH + "/{recording_id}/play/{media_id}",
+    summary="Play media (ops) (headers only)",
+    operation_id="ops_play_head",
+)
+async def play_media(
+    ccid: str,
+    recording_id: str,
+    media_id: str,
+    request: Request,
+    user: OpsUser,
+    services: ServicesDep,
+) -> Response:
+    doc = await load(services, ccid, recording_id)
+    return await play(request, services, doc, media_id)
+
+
+@router.delete("/api/v2/ops" + PATH + "/{recording_id}", summary="Delete a recording")
+async def delete(ccid: str, recording_id: str, user: OpsUser, services: ServicesDep) -> Response:
+    doc = await run_in_threadpool(services.store.delete, ccid, recording_id)
+    if doc is None:
+        raise NotFound("Recording not found")
+    for media in doc.get("mediaFiles", []):
+        descriptor = media.get("mediaDescriptor")
+        if isinstance(descriptor, dict) and descriptor.get("storage") == "local":
+            await services.storages.get("local").delete(descriptor["path"])
+    return GWSResponse({"statusCode": 0})
+
+
+@router.put("/api/v2/ops" + PATH + "/{recording_id}/media/{media_id}", summary="Upload media bytes")
+async def upload(
+    ccid: str,
+    recording_id: str,
+    media_id: str,
+    request: Request,
+    user: OpsUser,
+    services: ServicesDep,
+) -> Response:
+    checked_name(ccid, "contact center id")
+    if not is_safe_name(media_id, MEDIA_ID_PATTERN):
+        raise InvalidParameter("mediaId is not a valid file name")
+    doc = await load(services, ccid, recording_id)
+    limit = services.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise UploadTooLarge()
+    store = services.storages.uploads()
+    key = f"{ccid}/{recording_id}/{media_id}"
+    size = await store.put(key, request.stream(), limit)
+    existing = next((m for m in doc.get("mediaFiles", []) if m.get("mediaId") == media_id), None)
+    media: Document = {
+        "mediaId": media_id,
+        "size": str(size),
+        "mediaDescriptor": {"storage": store.name, "path": key},
+    }
+    if not (existing or {}).get("type"):
+        sent = request.headers.get("content-type", "").split(";")[0].strip()
+        media["type"] = (
+            sent
+            if sent and sent != "application/octet-stream"
+            else mimetypes.guess_type(media_id)[0]
+        ) or "application/octet-stream"
+    update = {"id": recording_id, "region": doc.get("region"), "mediaFiles": [media]}
+    [outcome] = await run_in_threadpool(services.store.upsert, ccid, [update])
+    if isinstance(outcome, GWSError):
+        raise outcome
+    return GWSResponse({"statusCode": 0, "size": size})

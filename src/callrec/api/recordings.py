@@ -1,0 +1,73 @@
+"""The external API (SPEC §2): search, read and play the caller's own recordings."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from callrec.api import search as searching
+from callrec.api.deps import AdminUser, ServicesDep, origin
+from callrec.api.errors import GWSResponse
+from callrec.api.play import play
+from callrec.api.render import external_view
+from callrec.auth import Principal
+from callrec.errors import MissingParameter, NotFound
+from callrec.services import Services
+from callrec.store import Document
+
+router = APIRouter(prefix="/api/v2", tags=["recordings"])
+
+
+def scope(user: Principal, request: Request) -> str:
+    """The contact center a request acts on: the user's own; OPS accounts name one."""
+    if user.ccid is not None:
+        return user.ccid
+    ccid = request.query_params.get("contactCenterId")
+    if not ccid:
+        raise MissingParameter("OPS accounts must give contactCenterId")
+    return ccid
+
+
+def play_base(request: Request, services: Services) -> str:
+    return f"{origin(request, services)}{services.settings.root_path}/api/v2/recordings"
+
+
+async def load(services: Services, ccid: str, recording_id: str) -> Document:
+    doc = await run_in_threadpool(services.store.get, ccid, recording_id, services.settings.region)
+    if doc is None:
+        raise NotFound("Recording not found")
+    return doc
+
+
+@router.get("/recordings", summary="Search recordings")
+async def search_recordings(request: Request, user: AdminUser, services: ServicesDep) -> Response:
+    view = partial(external_view, play_base=play_base(request, services))
+    return await searching.search(
+        request, services, scope(user, request), view, origin(request, services)
+    )
+
+
+@router.get("/recordings/{recording_id}", summary="Get one recording")
+async def get_recording(
+    recording_id: str, request: Request, user: AdminUser, services: ServicesDep
+) -> Response:
+    doc = await load(services, scope(user, request), recording_id)
+    return GWSResponse(
+        {"statusCode": 0, "recording": external_view(doc, play_base(request, services))}
+    )
+
+
+@router.get("/recordings/{recording_id}/play/{media_id}", summary="Play media", operation_id="play")
+@router.head(
+    "/recordings/{recording_id}/play/{media_id}",
+    summary="Play media (headers only)",
+    operation_id="play_head",
+)
+async def play_media(
+    recording_id: str, media_id: str, request: Request, user: AdminUser, services: ServicesDep
+) -> Response:
+    doc = await load(services, scope(user, request), recording_id)
+    return await play(request, services, doc, media_id)

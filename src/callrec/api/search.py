@@ -1,0 +1,67 @@
+"""Search with keyset paging, shared by the external and the ops API."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+import orjson
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from callrec.api.errors import GWSResponse
+from callrec.errors import InvalidParameter
+from callrec.query import parse_query
+from callrec.services import Services
+from callrec.store import Document, SearchKey, search_key
+
+View = Callable[[Document], Document]
+
+
+def encode_cursor(doc: Document) -> str:
+    key = list(search_key(doc))
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def decode_cursor(value: str) -> SearchKey:
+    try:
+        start, rec_id = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise InvalidParameter("cursor is not valid") from None
+    if not isinstance(start, int) or not isinstance(rec_id, str):
+        raise InvalidParameter("cursor is not valid")
+    return start, rec_id
+
+
+def parse_limit(value: str | None, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
+        raise InvalidParameter(f"limit must be an integer from 1 to {maximum}")
+    return int(value)
+
+
+async def search(
+    request: Request, services: Services, ccid: str, view: View, base_url: str
+) -> GWSResponse:
+    params = request.query_params
+    query = parse_query(params)
+    settings = services.settings
+    limit = parse_limit(params.get("limit"), settings.page_size, settings.max_page_size)
+    cursor = params.get("cursor")
+    after = decode_cursor(cursor) if cursor else None
+    docs = await run_in_threadpool(
+        services.store.search, ccid, query, limit=limit + 1, after=after, region=settings.region
+    )
+    headers = {}
+    if len(docs) > limit:
+        docs = docs[:limit]
+        rest = [(k, v) for k, v in params.multi_items() if k != "cursor"]
+        rest.append(("cursor", encode_cursor(docs[-1])))
+        link = f"{base_url}{request.url.path}?{urlencode(rest)}"
+        headers["Link"] = f'<{link}>; rel="next"'
+    return GWSResponse(
+        {"statusCode": 0, "recordings": [view(doc) for doc in docs]}, headers=headers
+    )

@@ -1,0 +1,122 @@
+"""Accounts: argon2 password hashes, HTTP Basic authentication, roles and CSRF tokens."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from callrec.errors import NotAuthenticated, OperationForbidden, PermissionDenied
+from callrec.store import RecordingStore, User
+
+ROLES = ("admin", "supervisor", "agent")
+OPS = "ops"
+CSRF_HEADER = "X-CSRF-TOKEN"
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    name: str
+    role: str
+    ccid: str | None
+    first_name: str | None = None
+    last_name: str | None = None
+
+    @property
+    def is_ops(self) -> bool:
+        return self.role == OPS
+
+    def require_ops(self) -> None:
+        if not self.is_ops:
+            raise PermissionDenied("This operation needs an OPS account")
+
+    def require_admin(self) -> None:
+        """External API reads: Contact Center Admins and OPS accounts only (SPEC §2)."""
+        if self.role not in ("admin", OPS):
+            raise PermissionDenied()
+
+
+def parse_basic(header: str | None) -> tuple[str, str]:
+    if not header:
+        raise NotAuthenticated()
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise NotAuthenticated()
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise NotAuthenticated() from None
+    name, sep, password = decoded.partition(":")
+    if not sep or not name:
+        raise NotAuthenticated()
+    return name, password
+
+
+class Authenticator:
+    """Checks Basic credentials against the store.
+
+    Argon2 is slow on purpose, so a successful verification is remembered for a while, keyed
+    by the stored hash and a digest of the password: a changed password or a removed user
+    takes effect on the next request, because the user row is read every time.
+    """
+
+    def __init__(self, store: RecordingStore, cache_seconds: float, key: bytes) -> None:
+        self._store = store
+        self._ttl = cache_seconds
+        self._key = key
+        self._verified: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, header: str | None) -> Principal:
+        name, password = parse_basic(header)
+        user = self._store.get_user(name)
+        if user is None or not self._verify(user, password):
+            raise NotAuthenticated("Invalid user name or password")
+        return Principal(user.name, user.role, user.ccid, user.first_name, user.last_name)
+
+    def _verify(self, user: User, password: str) -> bool:
+        token = hmac.new(
+            self._key, f"{user.password_hash}\0{password}".encode(), hashlib.sha256
+        ).digest()
+        now = time.monotonic()
+        with self._lock:
+            if self._verified.get(token, 0.0) > now:
+                return True
+        try:
+            _hasher.verify(user.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if self._ttl > 0:
+            with self._lock:
+                if len(self._verified) > 10_000:
+                    self._verified = {k: v for k, v in self._verified.items() if v > now}
+                self._verified[token] = now + self._ttl
+        return True
+
+
+class CsrfGuard:
+    """GWS-style CSRF: a per-user token from ``GET /api/v2/me`` echoed on every write."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def token(self, principal: Principal) -> str:
+        return hmac.new(self._key, principal.name.encode(), hashlib.sha256).hexdigest()
+
+    def check(self, principal: Principal, presented: str | None) -> None:
+        if presented is None or not hmac.compare_digest(presented, self.token(principal)):
+            raise OperationForbidden("CSRF token missing or wrong")

@@ -1,0 +1,319 @@
+"""The ``callrec`` command: serve, users, import, export, migrate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from callrec import __version__
+from callrec.auth import OPS, ROLES, hash_password
+from callrec.errors import GWSError
+from callrec.ingest import as_posted, prepare
+from callrec.model import is_safe_name
+from callrec.query import RecordingQuery, parse_query
+from callrec.services import Services
+from callrec.settings import Settings
+from callrec.store import User, search_key
+
+app = typer.Typer(
+    help="callrec: a call-recording catalogue speaking the GWS Call Recording API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+app.add_typer(users, name="users")
+err = Console(stderr=True)
+BATCH = 1000
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+def open_services(settings: Settings | None = None) -> Services:
+    try:
+        return Services.open(settings or Settings())
+    except Exception as error:  # one line for the operator, not a traceback
+        raise fail(f"cannot open the database: {type(error).__name__}: {error}") from None
+
+
+def checked_ccid(ccid: str) -> str:
+    if not is_safe_name(ccid):
+        raise fail("contact center id must be 1-128 characters of [A-Za-z0-9._-]", 2)
+    return ccid
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed a demo contact center first.")] = False,
+) -> None:
+    """Run the HTTP service (data under CALLREC_DATA_DIR, default ./callrec-data)."""
+    import uvicorn
+
+    from callrec.app import create_app
+
+    settings = Settings()
+    services = open_services(settings)
+    if demo:
+        from callrec.seeding import seed_demo
+
+        login = seed_demo(services)
+        base = settings.public_url or f"http://{host}:{port}"
+        err.print(
+            f"Demo contact center [bold]{login.ccid}[/bold] is ready. Sign in as "
+            f"[bold]{login.user}[/bold] / [bold]{login.password}[/bold] (unless changed), e.g.\n"
+            f"  curl -u {login.user}:{login.password} "
+            f"'{base}{settings.root_path}/api/v2/recordings?userName=*'",
+            highlight=False,
+        )
+    uvicorn.run(
+        create_app(settings, services),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+    services.close()
+
+
+def read_password(stdin: bool) -> str:
+    if stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise fail("the password must not be empty", 2)
+    return password
+
+
+@users.command("add")
+def users_add(
+    name: str,
+    role: Annotated[str | None, typer.Option(help="admin, supervisor or agent.")] = None,
+    contact_center: Annotated[str | None, typer.Option(help="The user's contact center.")] = None,
+    ops: Annotated[bool, typer.Option("--ops", help="An OPS account (no contact center).")] = False,
+    first_name: Annotated[str | None, typer.Option()] = None,
+    last_name: Annotated[str | None, typer.Option()] = None,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Add an account (or replace one of the same name)."""
+    if ops == bool(role or contact_center):
+        raise fail("give either --ops, or --role and --contact-center", 2)
+    if not ops and (role not in ROLES or not contact_center):
+        raise fail(f"--role must be one of {', '.join(ROLES)}, with --contact-center", 2)
+    if not name or any(c in name for c in ":\x00") or len(name) > 256:
+        raise fail("user names are 1-256 characters without ':'", 2)
+    ccid = checked_ccid(contact_center) if contact_center else None
+    password = read_password(password_stdin)
+    services = open_services()
+    try:
+        services.store.put_user(
+            User(
+                name,
+                hash_password(password),
+                OPS if ops else str(role),
+                ccid,
+                first_name,
+                last_name,
+            )
+        )
+    finally:
+        services.close()
+    err.print(f"user {name} saved", highlight=False)
+
+
+@users.command("list")
+def users_list() -> None:
+    """List accounts."""
+    services = open_services()
+    try:
+        accounts = services.store.list_users()
+    finally:
+        services.close()
+    table = Table("name", "role", "contact center", "first name", "last name")
+    for user in accounts:
+        table.add_row(
+            user.name, user.role, user.ccid or "-", user.first_name or "", user.last_name or ""
+        )
+    Console().print(table)
+
+
+@users.command("remove")
+def users_remove(name: str) -> None:
+    """Remove an account."""
+    services = open_services()
+    try:
+        removed = services.store.delete_user(name)
+    finally:
+        services.close()
+    if not removed:
+        raise fail(f"no user named {name}")
+    err.print(f"user {name} removed", highlight=False)
+
+
+@users.command("passwd")
+def users_passwd(
+    name: str,
+    password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
+) -> None:
+    """Set an account's password."""
+    services = open_services()
+    try:
+        user = services.store.get_user(name)
+        if user is None:
+            raise fail(f"no user named {name}")
+        password = read_password(password_stdin)
+        services.store.put_user(
+            User(
+                name, hash_password(password), user.role, user.ccid, user.first_name, user.last_name
+            )
+        )
+    finally:
+        services.close()
+    err.print(f"password of {name} changed", highlight=False)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command("import")
+def import_(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON lines, one ops-create recording per line.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    contact_center: Annotated[str, typer.Option(help="Contact center to import into.")],
+) -> None:
+    """Import recordings (idempotent: re-running merges). Bad lines are reported, not fatal."""
+    ccid = checked_ccid(contact_center)
+    services = open_services()
+    imported = failed = 0
+    batch: list[tuple[int, dict[str, Any]]] = []
+
+    def flush() -> None:
+        nonlocal imported, failed
+        outcomes = services.store.upsert(ccid, [doc for _, doc in batch])
+        for (line_no, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, GWSError):
+                failed += 1
+                err.print(f"line {line_no}: {outcome.message}", highlight=False)
+            else:
+                imported += 1
+        batch.clear()
+
+    try:
+        with file.open("rb") as handle, _progress() as progress:
+            task = progress.add_task("importing", total=file.stat().st_size)
+            for line_no, line in enumerate(handle, 1):
+                progress.advance(task, len(line))
+                if not line.strip():
+                    continue
+                try:
+                    batch.append((line_no, prepare(services.storages, orjson.loads(line), ccid)))
+                except orjson.JSONDecodeError:
+                    failed += 1
+                    err.print(f"line {line_no}: not valid JSON", highlight=False)
+                except GWSError as error:
+                    failed += 1
+                    err.print(f"line {line_no}: {error.message}", highlight=False)
+                if len(batch) >= BATCH:
+                    flush()
+            if batch:
+                flush()
+    finally:
+        services.close()
+    err.print(f"imported {imported} recordings, {failed} lines failed", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    contact_center: Annotated[str, typer.Option(help="Contact center to export.")],
+    caller_phone_number: Annotated[
+        str | None, typer.Option(help="As the API's callerPhoneNumber.")
+    ] = None,
+    dialed_phone_number: Annotated[
+        str | None, typer.Option(help="As the API's dialedPhoneNumber.")
+    ] = None,
+    start_time: Annotated[str | None, typer.Option(help="As the API's startTime.")] = None,
+    end_time: Annotated[str | None, typer.Option(help="As the API's endTime.")] = None,
+    user_name: Annotated[str | None, typer.Option(help="As the API's userName.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default stdout).")
+    ] = None,
+) -> None:
+    """Export matching recordings (all when no query option is given) as JSON lines."""
+    ccid = checked_ccid(contact_center)
+    given = {
+        "callerPhoneNumber": caller_phone_number,
+        "dialedPhoneNumber": dialed_phone_number,
+        "startTime": start_time,
+        "endTime": end_time,
+        "userName": user_name,
+    }
+    params = {k: v for k, v in given.items() if v is not None}
+    try:
+        query = parse_query(params) if params else RecordingQuery()
+    except GWSError as error:
+        raise fail(error.message, 2) from None
+    services = open_services()
+    out = output.open("wb") if output else sys.stdout.buffer
+    count = 0
+    try:
+        with _progress() as progress:
+            task = progress.add_task("exporting", total=None)
+            after = None
+            while page := services.store.search(ccid, query, limit=BATCH, after=after):
+                for doc in page:
+                    out.write(orjson.dumps(as_posted(doc)) + b"\n")
+                count += len(page)
+                progress.update(task, completed=count)
+                after = search_key(page[-1])
+    finally:
+        services.close()
+        if output:
+            out.close()
+    err.print(f"exported {count} recordings", highlight=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (start-up does this too)."""
+    services = open_services()
+    services.close()
+    err.print("database schema is up to date", highlight=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    app()

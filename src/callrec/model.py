@@ -1,0 +1,225 @@
+"""Recording documents: validating what recorders send, merging repeats, deriving index keys.
+
+Pure functions over plain dicts (the JSON as stored). The store persists what these return;
+the HTTP layer never reshapes a recording itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from callrec.errors import InvalidParameter, MissingParameter
+from callrec.query import format_instant, normalise_phone, parse_instant, recording_names
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# The recorder's file name: no path separators, no control characters, not "." or "..".
+MEDIA_ID_PATTERN = re.compile(r"[^/\\\x00-\x1f\x7f]{1,255}")
+MAX_TEXT = 4096
+FIELD_ORDER = (
+    "id",
+    "callerPhoneNumber",
+    "dialedPhoneNumber",
+    "startTime",
+    "stopTime",
+    "mediaFiles",
+    "eventHistory",
+    "region",
+    "callType",
+)
+
+
+def is_safe_name(value: str, pattern: re.Pattern[str] = ID_PATTERN) -> bool:
+    """True when ``value`` can name a recording (or media file) and a directory entry."""
+    return bool(pattern.fullmatch(value)) and value not in (".", "..")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexKeys:
+    """What the store indexes a recording by, derived from its document."""
+
+    id: str
+    region: str | None
+    start_ms: int
+    stop_ms: int | None
+    caller: str
+    dialed: str
+    names: list[str]
+
+
+def index_keys(doc: Mapping[str, Any]) -> IndexKeys:
+    stop = doc.get("stopTime")
+    return IndexKeys(
+        id=doc["id"],
+        region=doc.get("region"),
+        start_ms=parse_instant(doc["startTime"], "startTime"),
+        stop_ms=parse_instant(stop, "stopTime") if stop else None,
+        caller=normalise_phone(doc.get("callerPhoneNumber") or ""),
+        dialed=normalise_phone(doc.get("dialedPhoneNumber") or ""),
+        names=recording_names(doc),
+    )
+
+
+def _text(value: Any, name: str, *, required: bool = False, limit: int = MAX_TEXT) -> str | None:
+    if value is None:
+        if required:
+            raise MissingParameter(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(f"{name} must be a string")
+    if len(value) > limit:
+        raise InvalidParameter(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _instant(value: Any, name: str) -> str | None:
+    text = _text(value, name, limit=64)
+    return None if text is None else format_instant(parse_instant(text, name))
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidParameter(f"{name} must be an object")
+    return value
+
+
+def _list(value: Any, name: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidParameter(f"{name} must be a list")
+    return value
+
+
+def _media_file(raw: Any, where: str) -> dict[str, Any]:
+    media = dict(_object(raw, where))
+    media_id = _text(media.get("mediaId"), f"{where}.mediaId", required=True, limit=255)
+    if not is_safe_name(media_id or "", MEDIA_ID_PATTERN):
+        raise InvalidParameter(f"{where}.mediaId is not a valid file name")
+    for key in ("startTime", "stopTime"):
+        if key in media:
+            media[key] = _instant(media[key], f"{where}.{key}")
+    for key in ("type", "callUUID", "duration", "size", "mediaUri"):
+        _text(media.get(key), f"{where}.{key}")
+    if "mediaDescriptor" in media:
+        descriptor = _object(media["mediaDescriptor"], f"{where}.mediaDescriptor")
+        _text(descriptor.get("storage"), f"{where}.mediaDescriptor.storage", required=True)
+        _text(descriptor.get("path"), f"{where}.mediaDescriptor.path")
+    return media
+
+
+def _event(raw: Any, where: str) -> dict[str, Any]:
+    event = dict(_object(raw, where))
+    if "occurredAt" in event:
+        event["occurredAt"] = _instant(event["occurredAt"], f"{where}.occurredAt")
+    if "contact" in event:
+        contact = _object(event["contact"], f"{where}.contact")
+        for key in ("userName", "firstName", "lastName", "phoneNumber", "type"):
+            _text(contact.get(key), f"{where}.contact.{key}", limit=512)
+    return event
+
+
+def validate_recording(raw: Any, ccid: str) -> dict[str, Any]:
+    """Check one recording as posted to the ops API and return it with normalised times.
+
+    Raises ``MissingParameter`` (statusCode 1) or ``InvalidParameter`` (statusCode 2).
+    Media locations are checked later, against the configured storages.
+    """
+    doc = dict(_object(raw, "recording"))
+    rec_id = _text(doc.get("id"), "id", required=True, limit=128)
+    if not is_safe_name(rec_id or ""):
+        raise InvalidParameter("id must be 1-128 characters of [A-Za-z0-9._-]")
+    _text(doc.get("region"), "region", required=True, limit=128)
+    if doc.get("ccid") is not None and doc["ccid"] != ccid:
+        raise InvalidParameter("ccid in the body does not match the contact center in the URL")
+    for key in ("callerPhoneNumber", "dialedPhoneNumber", "callType"):
+        _text(doc.get(key), key, limit=256)
+    for key in ("startTime", "stopTime"):
+        if key in doc:
+            doc[key] = _instant(doc[key], key)
+    media = [
+        _media_file(m, f"mediaFiles[{i}]")
+        for i, m in enumerate(_list(doc.get("mediaFiles"), "mediaFiles"))
+    ]
+    if len({m["mediaId"] for m in media}) != len(media):
+        raise InvalidParameter("mediaFiles contains the same mediaId twice")
+    doc["mediaFiles"] = media
+    events = _list(doc.get("eventHistory"), "eventHistory")
+    doc["eventHistory"] = [_event(e, f"eventHistory[{i}]") for i, e in enumerate(events)]
+    return doc
+
+
+def _widest(values: Iterable[str | None], pick: Any) -> str | None:
+    known = [(parse_instant(v, "time"), v) for v in values if v]
+    return pick(known)[1] if known else None
+
+
+def _event_key(event: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+
+
+def merge_recordings(
+    existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The document after ``incoming`` is posted over ``existing`` (SPEC §5 merge rules).
+
+    Top-level fields given replace; media files upsert by mediaId (fields merged, so a
+    location set by an upload survives a later post without one); events append unless an
+    identical one is there; startTime/stopTime widen. Raises ``MissingParameter`` when no
+    startTime is given or derivable.
+    """
+    merged: dict[str, Any] = dict(existing or {})
+    for key, value in incoming.items():
+        if key not in ("mediaFiles", "eventHistory", "startTime", "stopTime"):
+            merged[key] = value
+    media = {m["mediaId"]: dict(m) for m in merged.get("mediaFiles", [])}
+    for m in incoming.get("mediaFiles", []):
+        media[m["mediaId"]] = {**media.get(m["mediaId"], {}), **m}
+    merged["mediaFiles"] = list(media.values())
+    events = list(merged.get("eventHistory", []))
+    seen = {_event_key(e) for e in events}
+    for event in incoming.get("eventHistory", []):
+        if (digest := _event_key(event)) not in seen:
+            seen.add(digest)
+            events.append(event)
+    merged["eventHistory"] = events
+    starts = [merged.get("startTime"), incoming.get("startTime")]
+    stops = [merged.get("stopTime"), incoming.get("stopTime")]
+    if not any(starts):
+        starts = [m.get("startTime") for m in merged["mediaFiles"]]
+    if not any(stops):
+        stops = [m.get("stopTime") for m in merged["mediaFiles"]]
+    merged["startTime"] = _widest(starts, min)
+    merged["stopTime"] = _widest(stops, max)
+    if merged["startTime"] is None:
+        raise MissingParameter("startTime is required when no media file gives one")
+    if merged["stopTime"] is None:
+        del merged["stopTime"]
+    elif parse_instant(merged["stopTime"], "stopTime") < parse_instant(
+        merged["startTime"], "startTime"
+    ):
+        raise InvalidParameter("stopTime is before startTime")
+    return ordered(merged)
+
+
+def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The document with its fields in SPEC §1 output order, other fields after."""
+    head = {k: doc[k] for k in FIELD_ORDER if k in doc}
+    return head | {k: v for k, v in doc.items() if k not in head}
+
+
+def find_media(doc: Mapping[str, Any], media_id: str) -> dict[str, Any] | None:
+    """The media file named ``media_id``, given with or without its extension."""
+    files = [m for m in doc.get("mediaFiles", []) if isinstance(m, dict)]
+    for m in files:
+        if m.get("mediaId") == media_id:
+            return m
+    for m in files:
+        stem, dot, _ = str(m.get("mediaId", "")).rpartition(".")
+        if dot and stem == media_id:
+            return m
+    return None

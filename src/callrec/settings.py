@@ -1,0 +1,98 @@
+"""The one typed settings object. Every field is a ``CALLREC_*`` environment variable.
+
+``docs/configuration.md`` lists every field; ``tests/test_docs.py`` checks that it does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of one callrec process."""
+
+    model_config = SettingsConfigDict(env_prefix="CALLREC_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./callrec-data"),
+        description="Directory holding the embedded SQLite database and the local media store.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="Database to use. Unset: `sqlite:///<data_dir>/callrec.db`. "
+        "`sqlite:///PATH` names another SQLite file.",
+    )
+    media_dir: Path | None = Field(
+        None, description="Local media store directory. Unset: `<data_dir>/media`."
+    )
+    public_url: str | None = Field(
+        None,
+        description="Scheme, host and port used as the base of every `mediaUri` "
+        "(e.g. `https://rec.example.com`). Unset: taken from each request.",
+    )
+    root_path: str = Field(
+        "",
+        description="Prefix under which the API answers, e.g. `/cloud-web` makes the API "
+        "answer at `/cloud-web/api/v2/...`.",
+    )
+    region: str | None = Field(
+        None,
+        description="Region of this server. When set, reads, plays and searches only see "
+        "recordings of this region.",
+    )
+    csrf: bool = Field(
+        False,
+        description="GWS CSRF protection: every POST/PUT/DELETE must echo the token "
+        "handed out by `GET /api/v2/me`.",
+    )
+    csrf_secret: SecretStr | None = Field(
+        None,
+        description="Key that CSRF tokens are derived from. Unset: a random key kept in the "
+        "database, shared by every process using it.",
+    )
+    page_size: int = Field(
+        100, ge=1, le=10_000, description="Results per search page when no `limit` is given."
+    )
+    max_page_size: int = Field(
+        1000, ge=1, le=10_000, description="Largest `limit` a search may ask for."
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest JSON request body accepted, in bytes."
+    )
+    max_upload_bytes: int = Field(
+        2 * 1024 * 1024 * 1024, ge=1, description="Largest media upload accepted, in bytes."
+    )
+    auth_cache_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="How long a verified password is remembered, so that each request does "
+        "not pay for a slow hash. 0 disables the cache.",
+    )
+    read_threads: int = Field(
+        8, ge=1, le=256, description="SQLite read connections (one per worker thread)."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+
+    @field_validator("root_path")
+    @classmethod
+    def _clean_root_path(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith("/"):
+            value = "/" + value
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _clean_public_url(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'callrec.db'}"
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return self.media_dir or self.data_dir / "media"

@@ -1,0 +1,91 @@
+"""The ``RecordingStore`` protocol: recordings and users in domain terms.
+
+One implementation per backend holds its own SQL; nothing outside this package speaks SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from callrec.errors import GWSError
+from callrec.query import RecordingQuery, parse_instant
+
+Document = dict[str, Any]
+# Keyset position in the search order: (startTime in epoch ms, id).
+SearchKey = tuple[int, str]
+
+
+def search_key(doc: Document) -> SearchKey:
+    """Where a stored recording sits in the search order."""
+    return parse_instant(doc["startTime"], "startTime"), doc["id"]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An account: a contact-center user with one role, or an OPS account (``ccid`` None)."""
+
+    name: str
+    password_hash: str
+    role: str  # admin | supervisor | agent | ops
+    ccid: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+class RecordingStore(Protocol):
+    """Where recordings and accounts live. Methods are blocking; call them off the event loop."""
+
+    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
+        """The recording as stored, or None (also when it is of another region)."""
+
+    def search(
+        self,
+        ccid: str,
+        query: RecordingQuery,
+        *,
+        limit: int,
+        after: SearchKey | None = None,
+        region: str | None = None,
+    ) -> list[Document]:
+        """Up to ``limit`` matches sorted by (startTime, id), strictly after ``after``."""
+
+    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+        """Create or merge each recording in one durable transaction.
+
+        Returns, per input, the merged document or the error that kept that one item out
+        (the others are still written). Returns only once the transaction is on disk.
+        """
+
+    def delete(self, ccid: str, recording_id: str) -> Document | None:
+        """Remove a recording and return what it was, or None when there was none."""
+
+    def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
+        """Every recording as (ccid, document), for maintenance commands."""
+
+    def get_user(self, name: str) -> User | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def put_user(self, user: User) -> None:
+        """Create or replace an account."""
+
+    def delete_user(self, name: str) -> bool: ...
+
+    def secret(self, name: str) -> bytes:
+        """A random key kept in the database, made on first use and shared by all processes."""
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str, *, read_connections: int = 8) -> RecordingStore:
+    """The store for a database URL (``sqlite:///path``)."""
+    if url.startswith("sqlite:///"):
+        from callrec.store.sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite:///"), read_connections=read_connections)
+    raise ValueError("unsupported database URL scheme (expected sqlite:///PATH)")

@@ -1,0 +1,310 @@
+"""The embedded SQLite store.
+
+Concurrency as Datasette does it: a pool of read connections (WAL readers never block), and
+every write through one connection, serialised by a lock and run as ``BEGIN IMMEDIATE``, so
+no request ever sees "database is locked". ``synchronous=FULL``: a commit that returned is on
+disk, so an acknowledged write survives a kill -9 (and a power cut).
+"""
+
+from __future__ import annotations
+
+import queue
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from callrec.errors import GWSError
+from callrec.model import index_keys, merge_recordings
+from callrec.query import RecordingQuery, to_glob
+from callrec.store import Document, SearchKey, User
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    pk INTEGER PRIMARY KEY,
+    ccid TEXT NOT NULL,
+    id TEXT NOT NULL,
+    region TEXT,
+    start_ms INTEGER NOT NULL,
+    stop_ms INTEGER,
+    caller TEXT NOT NULL,
+    dialed TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    UNIQUE (ccid, id)
+);
+CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (ccid, start_ms, id);
+CREATE INDEX IF NOT EXISTS recordings_by_caller ON recordings (ccid, caller);
+CREATE INDEX IF NOT EXISTS recordings_by_dialed ON recordings (ccid, dialed);
+CREATE TABLE IF NOT EXISTS recording_names (
+    name TEXT NOT NULL,
+    pk INTEGER NOT NULL,
+    PRIMARY KEY (name, pk)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recording_names_by_pk ON recording_names (pk);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    ccid TEXT,
+    first_name TEXT,
+    last_name TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def _pattern(column: str, pattern: str) -> tuple[str, str]:
+    # An exact value compares with "=" so that the B-tree index answers it.
+    if "*" in pattern:
+        return f"{column} GLOB ?", to_glob(pattern)
+    return f"{column} = ?", pattern
+
+
+def _where(query: RecordingQuery) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, pattern in (("r.caller", query.caller), ("r.dialed", query.dialed)):
+        if pattern is not None and pattern != "*":
+            clause, param = _pattern(column, pattern)
+            clauses.append(clause)
+            params.append(param)
+    if query.start_from is not None:
+        clauses.append("r.start_ms >= ?")
+        params.append(query.start_from)
+    if query.end_before is not None:
+        # start <= stop, so the implied bound lets the start index stop early.
+        clauses.append("r.stop_ms <= ? AND r.start_ms <= ?")
+        params += [query.end_before, query.end_before]
+    if query.user:
+        groups = []
+        for group in query.user:
+            terms = []
+            for term in group:
+                clause, param = _pattern("n.name", term)
+                terms.append(
+                    f"EXISTS (SELECT 1 FROM recording_names n WHERE n.pk = r.pk AND {clause})"
+                )
+                params.append(param)
+            groups.append("(" + " AND ".join(terms) + ")")
+        clauses.append("(" + " OR ".join(groups) + ")")
+    return clauses, params
+
+
+class SQLiteStore:
+    """``RecordingStore`` over one SQLite file in WAL mode."""
+
+    def __init__(self, path: str | Path, *, read_connections: int = 8) -> None:
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._writer = _connect(self.path)
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        self._migrate()
+        self._readers: queue.Queue[sqlite3.Connection] = queue.Queue()
+        for _ in range(read_connections):
+            self._readers.put(_connect(self.path))
+
+    def _migrate(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this callrec "
+                    f"({SCHEMA_VERSION}); upgrade callrec"
+                )
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        conn = self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+    # Recordings
+
+    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT doc, region FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
+            ).fetchone()
+        if row is None or (region is not None and row[1] != region):
+            return None
+        doc: Document = orjson.loads(row[0])
+        return doc
+
+    def search(
+        self,
+        ccid: str,
+        query: RecordingQuery,
+        *,
+        limit: int,
+        after: SearchKey | None = None,
+        region: str | None = None,
+    ) -> list[Document]:
+        clauses, params = _where(query)
+        clauses.insert(0, "r.ccid = ?")
+        params.insert(0, ccid)
+        if region is not None:
+            clauses.append("r.region = ?")
+            params.append(region)
+        if after is not None:
+            clauses.append("(r.start_ms, r.id) > (?, ?)")
+            params += list(after)
+        sql = (
+            "SELECT r.doc FROM recordings r WHERE "
+            + " AND ".join(clauses)
+            + " ORDER BY r.start_ms, r.id LIMIT ?"
+        )
+        with self._read() as conn:
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+        return [orjson.loads(row[0]) for row in rows]
+
+    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+        results: list[Document | GWSError] = []
+        with self._write() as conn:
+            for incoming in recordings:
+                row = conn.execute(
+                    "SELECT pk, doc FROM recordings WHERE ccid = ? AND id = ?",
+                    (ccid, incoming["id"]),
+                ).fetchone()
+                try:
+                    merged = merge_recordings(orjson.loads(row[1]) if row else None, incoming)
+                    keys = index_keys(merged)
+                except GWSError as error:
+                    results.append(error)
+                    continue
+                values = (keys.region, keys.start_ms, keys.stop_ms, keys.caller, keys.dialed)
+                blob = orjson.dumps(merged)
+                if row:
+                    pk = row[0]
+                    conn.execute(
+                        "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
+                        " dialed = ?, doc = ? WHERE pk = ?",
+                        (*values, blob, pk),
+                    )
+                    conn.execute("DELETE FROM recording_names WHERE pk = ?", (pk,))
+                else:
+                    pk = conn.execute(
+                        "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller,"
+                        " dialed, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (ccid, keys.id, *values, blob),
+                    ).lastrowid
+                conn.executemany(
+                    "INSERT INTO recording_names (name, pk) VALUES (?, ?)",
+                    [(name, pk) for name in keys.names],
+                )
+                results.append(merged)
+        return results
+
+    def delete(self, ccid: str, recording_id: str) -> Document | None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT pk, doc FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM recording_names WHERE pk = ?", (row[0],))
+            conn.execute("DELETE FROM recordings WHERE pk = ?", (row[0],))
+        doc: Document = orjson.loads(row[1])
+        return doc
+
+    def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
+        last = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    "SELECT pk, ccid, doc FROM recordings WHERE pk > ?"
+                    " AND (? IS NULL OR ccid = ?) ORDER BY pk LIMIT 1000",
+                    (last, ccid, ccid),
+                ).fetchall()
+            if not rows:
+                return
+            for pk, row_ccid, blob in rows:
+                last = pk
+                yield row_ccid, orjson.loads(blob)
+
+    # Users and keys
+
+    def get_user(self, name: str) -> User | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
+                " WHERE name = ?",
+                (name,),
+            ).fetchone()
+        return User(*row) if row else None
+
+    def list_users(self) -> list[User]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
+                " ORDER BY name"
+            ).fetchall()
+        return [User(*row) for row in rows]
+
+    def put_user(self, user: User) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO users (name, password_hash, role, ccid, first_name,"
+                " last_name) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    user.name,
+                    user.password_hash,
+                    user.role,
+                    user.ccid,
+                    user.first_name,
+                    user.last_name,
+                ),
+            )
+
+    def delete_user(self, name: str) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+    def secret(self, name: str) -> bytes:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                (f"secret:{name}", secrets.token_hex(32)),
+            )
+            value = conn.execute("SELECT value FROM meta WHERE key = ?", (f"secret:{name}",))
+            return bytes.fromhex(value.fetchone()[0])
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        while not self._readers.empty():
+            self._readers.get_nowait().close()
+        with self._lock:
+            self._writer.close()

@@ -1,0 +1,91 @@
+"""Shared fixtures: a fresh data directory, opened services, an app and accounts per test."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from callrec.app import create_app
+from callrec.auth import hash_password
+from callrec.services import Services
+from callrec.settings import Settings
+from callrec.store import User
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+PASSWORD = "s3cret-pw"
+# name -> (role, contact center)
+ACCOUNTS = {
+    "alice": ("admin", "cc1"),
+    "bob": ("admin", "cc2"),
+    "sam": ("supervisor", "cc1"),
+    "agnes": ("agent", "cc1"),
+    "recorder": ("ops", None),
+}
+
+
+def basic(name: str, password: str = PASSWORD) -> dict[str, str]:
+    token = base64.b64encode(f"{name}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    return hash_password(PASSWORD)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def services(settings: Settings, password_hash: str) -> Iterator[Services]:
+    opened = Services.open(settings)
+    for name, (role, ccid) in ACCOUNTS.items():
+        opened.store.put_user(User(name, password_hash, role, ccid, name.title(), "Tester"))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client(settings: Settings, services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, services)) as test_client:
+        yield test_client
+
+
+def load_example(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
+    return data
+
+
+def local_recording(rec_id: str = "rec-1", **fields: Any) -> dict[str, Any]:
+    """A recording the embedded default accepts: times given, no external media location."""
+    doc: dict[str, Any] = {
+        "id": rec_id,
+        "region": "usw1",
+        "callerPhoneNumber": "+1 (650) 466-8888",
+        "dialedPhoneNumber": "+14155551234",
+        "startTime": "2013-05-17T19:45:32.000+0000",
+        "stopTime": "2013-05-17T22:15:36.000+0000",
+        "eventHistory": [
+            {
+                "occurredAt": "2013-05-17T19:45:40.000+0000",
+                "event": "Joined",
+                "contact": {
+                    "type": "Agent",
+                    "userName": "kim.lee@example.com",
+                    "firstName": "Kim",
+                    "lastName": "Lee",
+                },
+            }
+        ],
+        "mediaFiles": [],
+    }
+    doc.update(fields)
+    return doc
