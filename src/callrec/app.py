@@ -13,6 +13,7 @@ from callrec import __version__
 from callrec.api import me, ops, recordings
 from callrec.api.deps import ServicesDep
 from callrec.api.errors import GWSResponse, install_error_handlers
+from callrec.api.fastpath import FastReads
 from callrec.errors import GWSError, InternalError
 from callrec.services import Services
 from callrec.settings import Settings
@@ -58,6 +59,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         },
     )
     install_error_handlers(app)
+    app.add_middleware(FastReads, root_path=settings.root_path)
     for router in (recordings.router, ops.router, me.router, health):
         app.include_router(router, prefix=settings.root_path)
     if settings.root_path:

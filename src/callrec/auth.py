@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import threading
@@ -66,6 +67,22 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     return name, password
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash("callrec: no such user")
+
+
+def _verify_hash(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _principal(user: User) -> Principal:
+    return Principal(user.name, user.role, user.ccid, user.first_name, user.last_name)
+
+
 class Authenticator:
     """Checks Basic credentials against the store.
 
@@ -81,31 +98,45 @@ class Authenticator:
         self._verified: dict[bytes, float] = {}
         self._lock = threading.Lock()
 
-    def authenticate(self, header: str | None) -> Principal:
+    def authenticate_cached(self, header: str | None) -> Principal | None:
+        """The fast path, cheap enough for the event loop: the caller when these credentials
+        were verified recently, else None (then call ``authenticate`` off the loop)."""
         name, password = parse_basic(header)
         user = self._store.get_user(name)
-        if user is None or not self._verify(user, password):
-            raise NotAuthenticated("Invalid user name or password")
-        return Principal(user.name, user.role, user.ccid, user.first_name, user.last_name)
+        if user is None:
+            return None
+        with self._lock:
+            if self._verified.get(self._token(user, password), 0.0) <= time.monotonic():
+                return None
+        return _principal(user)
 
-    def _verify(self, user: User, password: str) -> bool:
-        token = hmac.new(
-            self._key, f"{user.password_hash}\0{password}".encode(), hashlib.sha256
-        ).digest()
+    def authenticate(self, header: str | None) -> Principal:
+        """The full check, paying for the slow hash when the result is not remembered."""
+        name, password = parse_basic(header)
+        user = self._store.get_user(name)
+        if user is None:
+            # Spend the same time as for a wrong password: user names are not revealed.
+            _verify_hash(_dummy_hash(), password)
+            raise NotAuthenticated("Invalid user name or password")
+        token = self._token(user, password)
         now = time.monotonic()
         with self._lock:
-            if self._verified.get(token, 0.0) > now:
-                return True
-        try:
-            _hasher.verify(user.password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
-        if self._ttl > 0:
-            with self._lock:
-                if len(self._verified) > 10_000:
-                    self._verified = {k: v for k, v in self._verified.items() if v > now}
-                self._verified[token] = now + self._ttl
-        return True
+            remembered = self._verified.get(token, 0.0) > now
+        if not remembered and not _verify_hash(user.password_hash, password):
+            raise NotAuthenticated("Invalid user name or password")
+        if not remembered and self._ttl > 0:
+            self._remember(token, now)
+        return _principal(user)
+
+    def _token(self, user: User, password: str) -> bytes:
+        message = f"{user.password_hash}\0{password}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def _remember(self, token: bytes, now: float) -> None:
+        with self._lock:
+            if len(self._verified) > 10_000:
+                self._verified = {k: v for k, v in self._verified.items() if v > now}
+            self._verified[token] = now + self._ttl
 
 
 class CsrfGuard:

@@ -21,7 +21,7 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
-        store = open_store(settings.resolved_database_url, read_connections=settings.read_threads)
+        store = open_store(settings.resolved_database_url)
         try:
             media = LocalMediaStore(settings.resolved_media_dir)
             secret = settings.csrf_secret

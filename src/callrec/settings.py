@@ -71,9 +71,6 @@ class Settings(BaseSettings):
         description="How long a verified password is remembered, so that each request does "
         "not pay for a slow hash. 0 disables the cache.",
     )
-    read_threads: int = Field(
-        8, ge=1, le=256, description="SQLite read connections (one per worker thread)."
-    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @field_validator("root_path")

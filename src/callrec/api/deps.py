@@ -13,7 +13,7 @@ from callrec.model import is_safe_name
 from callrec.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -21,8 +21,18 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+async def authenticate(request: Request, services: Services) -> Principal:
+    header = request.headers.get("authorization")
+    # Remembered credentials are checked on the loop (a primary-key read); only a slow
+    # password hash goes to a worker thread.
+    user = services.auth.authenticate_cached(header)
+    if user is None:
+        user = await run_in_threadpool(services.auth.authenticate, header)
+    return user
+
+
 async def current_user(request: Request, services: ServicesDep) -> Principal:
-    return await run_in_threadpool(services.auth.authenticate, request.headers.get("authorization"))
+    return await authenticate(request, services)
 
 
 async def admin_user(user: Annotated[Principal, Depends(current_user)]) -> Principal:

@@ -99,7 +99,13 @@ async def create_internal(
 
 
 @router.get("/api/v2/ops" + PATH, summary="Search a contact center's recordings")
-async def search(ccid: str, request: Request, user: OpsUser, services: ServicesDep) -> Response:
+async def search(
+    ccid: str,
+    request: Request,
+    user: OpsUser,
+    services: ServicesDep,
+    _: searching.SearchQuery,
+) -> Response:
     view = partial(ops_view, play_base=ops_play_base(request, services, ccid))
     return await searching.search(request, services, ccid, view, origin(request, services))
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from callrec.api import search as searching
-from callrec.api.deps import AdminUser, ServicesDep, origin
+from callrec.api.deps import AdminUser, ServicesDep, authenticate, origin
 from callrec.api.errors import GWSResponse
 from callrec.api.play import play
 from callrec.api.render import external_view
@@ -36,28 +36,42 @@ def play_base(request: Request, services: Services) -> str:
 
 
 async def load(services: Services, ccid: str, recording_id: str) -> Document:
-    doc = await run_in_threadpool(services.store.get, ccid, recording_id, services.settings.region)
+    # A primary-key read is cheaper than the hop to a worker thread and back.
+    doc = services.store.get(ccid, recording_id, services.settings.region)
     if doc is None:
         raise NotFound("Recording not found")
     return doc
 
 
 @router.get("/recordings", summary="Search recordings")
-async def search_recordings(request: Request, user: AdminUser, services: ServicesDep) -> Response:
+async def search_recordings(
+    request: Request,
+    user: AdminUser,
+    services: ServicesDep,
+    _: searching.SearchQuery,
+    contactCenterId: Annotated[
+        str | None, Query(description="The contact center, for OPS accounts only.")
+    ] = None,
+) -> Response:
     view = partial(external_view, play_base=play_base(request, services))
     return await searching.search(
         request, services, scope(user, request), view, origin(request, services)
     )
 
 
-@router.get("/recordings/{recording_id}", summary="Get one recording")
-async def get_recording(
-    recording_id: str, request: Request, user: AdminUser, services: ServicesDep
-) -> Response:
+async def read_recording(request: Request, services: Services, recording_id: str) -> Response:
+    """GET one recording. Also served by ``callrec.api.fastpath`` ahead of the router."""
+    user = await authenticate(request, services)
+    user.require_admin()
     doc = await load(services, scope(user, request), recording_id)
     return GWSResponse(
         {"statusCode": 0, "recording": external_view(doc, play_base(request, services))}
     )
+
+
+@router.get("/recordings/{recording_id}", summary="Get one recording")
+async def get_recording(recording_id: str, request: Request, services: ServicesDep) -> Response:
+    return await read_recording(request, services, recording_id)
 
 
 @router.get("/recordings/{recording_id}/play/{media_id}", summary="Play media", operation_id="play")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from typing import Annotated
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import Request
+from fastapi import Query, Request
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from callrec.api.errors import GWSResponse
@@ -18,6 +20,33 @@ from callrec.services import Services
 from callrec.store import Document, SearchKey, search_key
 
 View = Callable[[Document], Document]
+
+
+class SearchParams(BaseModel):
+    """The search parameters, declared for the OpenAPI description (parsing is ``parse_query``)."""
+
+    callerPhoneNumber: str | None = Field(
+        None, description="Caller number (ANI); alphanumerics compared, `*` is a wildcard."
+    )
+    dialedPhoneNumber: str | None = Field(
+        None, description="Dialed number (DNIS); alphanumerics compared, `*` is a wildcard."
+    )
+    startTime: str | None = Field(
+        None, description="Started at or after: epoch ms, ISO-8601 or yyyy-MM-dd."
+    )
+    endTime: str | None = Field(
+        None, description="Stopped at or before: epoch ms, ISO-8601 or yyyy-MM-dd."
+    )
+    userName: str | None = Field(
+        None,
+        description="Contact userName/firstName/lastName, case-insensitive; `*` wildcard; "
+        "space = OR, `AND` = AND.",
+    )
+    limit: str | None = Field(None, description="Results per page (default 100).")
+    cursor: str | None = Field(None, description="Opaque position from a `Link` next URL.")
+
+
+SearchQuery = Annotated[SearchParams, Query()]
 
 
 def encode_cursor(doc: Document) -> str:

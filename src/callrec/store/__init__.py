@@ -82,10 +82,10 @@ class RecordingStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, *, read_connections: int = 8) -> RecordingStore:
+def open_store(url: str) -> RecordingStore:
     """The store for a database URL (``sqlite:///path``)."""
     if url.startswith("sqlite:///"):
         from callrec.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite:///"), read_connections=read_connections)
+        return SQLiteStore(url.removeprefix("sqlite:///"))
     raise ValueError("unsupported database URL scheme (expected sqlite:///PATH)")

@@ -1,14 +1,14 @@
 """The embedded SQLite store.
 
-Concurrency as Datasette does it: a pool of read connections (WAL readers never block), and
-every write through one connection, serialised by a lock and run as ``BEGIN IMMEDIATE``, so
-no request ever sees "database is locked". ``synchronous=FULL``: a commit that returned is on
+Concurrency as Datasette does it: one read connection per thread (WAL readers never block,
+and a thread never waits for another's connection), and every write through one connection,
+serialised by a lock and run as ``BEGIN IMMEDIATE``, so no request ever sees "database is
+locked". ``synchronous=FULL``: a commit that returned is on
 disk, so an acknowledged write survives a kill -9 (and a power cut).
 """
 
 from __future__ import annotations
 
-import queue
 import secrets
 import sqlite3
 import threading
@@ -106,16 +106,15 @@ def _where(query: RecordingQuery) -> tuple[list[str], list[Any]]:
 class SQLiteStore:
     """``RecordingStore`` over one SQLite file in WAL mode."""
 
-    def __init__(self, path: str | Path, *, read_connections: int = 8) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._writer = _connect(self.path)
         self._writer.execute("PRAGMA journal_mode = WAL")
         self._migrate()
-        self._readers: queue.Queue[sqlite3.Connection] = queue.Queue()
-        for _ in range(read_connections):
-            self._readers.put(_connect(self.path))
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
 
     def _migrate(self) -> None:
         with self._write() as conn:
@@ -141,21 +140,21 @@ class SQLiteStore:
                 raise
             self._writer.execute("COMMIT")
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._readers.get()
-        try:
-            yield conn
-        finally:
-            self._readers.put(conn)
+    def _read(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _connect(self.path)
+            with self._lock:
+                self._readers.append(conn)
+        return conn
 
     # Recordings
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT doc, region FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
-            ).fetchone()
+        conn = self._read()
+        row = conn.execute(
+            "SELECT doc, region FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
+        ).fetchone()
         if row is None or (region is not None and row[1] != region):
             return None
         doc: Document = orjson.loads(row[0])
@@ -184,8 +183,8 @@ class SQLiteStore:
             + " AND ".join(clauses)
             + " ORDER BY r.start_ms, r.id LIMIT ?"
         )
-        with self._read() as conn:
-            rows = conn.execute(sql, [*params, limit]).fetchall()
+        conn = self._read()
+        rows = conn.execute(sql, [*params, limit]).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
@@ -240,12 +239,15 @@ class SQLiteStore:
     def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
         last = 0
         while True:
-            with self._read() as conn:
-                rows = conn.execute(
+            rows = (
+                self._read()
+                .execute(
                     "SELECT pk, ccid, doc FROM recordings WHERE pk > ?"
                     " AND (? IS NULL OR ccid = ?) ORDER BY pk LIMIT 1000",
                     (last, ccid, ccid),
-                ).fetchall()
+                )
+                .fetchall()
+            )
             if not rows:
                 return
             for pk, row_ccid, blob in rows:
@@ -255,20 +257,19 @@ class SQLiteStore:
     # Users and keys
 
     def get_user(self, name: str) -> User | None:
-        with self._read() as conn:
-            row = conn.execute(
-                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
-                " WHERE name = ?",
-                (name,),
-            ).fetchone()
+        conn = self._read()
+        row = conn.execute(
+            "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
+            " WHERE name = ?",
+            (name,),
+        ).fetchone()
         return User(*row) if row else None
 
     def list_users(self) -> list[User]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
-                " ORDER BY name"
-            ).fetchall()
+        conn = self._read()
+        rows = conn.execute(
+            "SELECT name, password_hash, role, ccid, first_name, last_name FROM users ORDER BY name"
+        ).fetchall()
         return [User(*row) for row in rows]
 
     def put_user(self, user: User) -> None:
@@ -300,11 +301,12 @@ class SQLiteStore:
             return bytes.fromhex(value.fetchone()[0])
 
     def ping(self) -> None:
-        with self._read() as conn:
-            conn.execute("SELECT 1").fetchone()
+        conn = self._read()
+        conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
-        while not self._readers.empty():
-            self._readers.get_nowait().close()
         with self._lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
             self._writer.close()

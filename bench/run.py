@@ -1,0 +1,243 @@
+"""callrec benchmarks: one command, a printed table, baselines measured in the same run.
+
+    make bench                      # 100k recordings (default)
+    make bench ARGS="--size 20000 --duration 3"
+
+What it measures (see docs/performance.md for results and how to read them):
+1. `callrec import` rate (recordings/s) of demo-style JSON lines into a fresh database.
+2. GET /api/v2/recordings/{id} requests/s through HTTP (wrk, rotating ids, Basic auth)
+   beside a bare Starlette JSON endpoint served the same way, alternated over several rounds;
+   the ratio of medians is the figure.
+3. Search latency (p50/p95/p99 over sequential keep-alive requests) per query class.
+
+Machines are noisy: quote ratios and medians, never single runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlencode
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+PASSWORD = "bench-password"
+CCID = "demo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server did not start within 60 s")
+
+
+@contextmanager
+def serving(cmd: list[str], port: int, env: dict[str, str], ready: str) -> Iterator[None]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port, proc, ready)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def auth_header() -> str:
+    return "Basic " + base64.b64encode(f"bench-admin:{PASSWORD}".encode()).decode()
+
+
+def run_wrk(port: int, paths_file: Path, seconds: float, connections: int) -> float:
+    script = HERE / "rotate.lua"
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s", str(script),
+         "-H", f"Authorization: {auth_header()}", f"http://127.0.0.1:{port}/"],
+        env={**os.environ, "BENCH_PATHS": str(paths_file)},
+        capture_output=True, text=True, check=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    line = next(x for x in out.splitlines() if x.startswith("Requests/sec:"))
+    return float(line.split()[1])
+
+
+def prepare_data(data_dir: Path, size: int, env: dict[str, str]) -> tuple[list[dict], float]:
+    from callrec.demo import demo_jsonl
+
+    jsonl = data_dir / "recordings.jsonl"
+    demo_jsonl(jsonl, size, seed=7, media=False)
+    started = time.perf_counter()
+    subprocess.run([BIN / "callrec", "import", str(jsonl), "--contact-center", CCID],
+                   env=env, check=True, stderr=subprocess.DEVNULL)
+    rate = size / (time.perf_counter() - started)
+    subprocess.run([BIN / "callrec", "users", "add", "bench-admin", "--role", "admin",
+                    "--contact-center", CCID, "--password-stdin"],
+                   input=PASSWORD.encode(), env=env, check=True, stderr=subprocess.DEVNULL)
+    with jsonl.open() as handle:
+        sample = [json.loads(line) for _, line in zip(range(20000), handle)]
+    return sample, rate
+
+
+def normalise(number: str) -> str:
+    return "".join(c for c in number if c.isascii() and c.isalnum())
+
+
+def query_classes(sample: list[dict], rng: random.Random) -> dict[str, list[dict[str, str]]]:
+    def pick() -> dict:
+        return rng.choice(sample)
+
+    def names(rec: dict) -> list[dict]:
+        return [e["contact"] for e in rec["eventHistory"] if e["contact"].get("userName")]
+
+    with_agents = [r for r in sample if names(r)]
+    counts: dict[str, int] = {}
+    for r in with_agents:
+        for c in names(r):
+            counts[c["firstName"]] = counts.get(c["firstName"], 0) + 1
+    common = sorted(counts, key=counts.get, reverse=True)[:5]  # type: ignore[arg-type]
+    non_ascii = [n for n in counts if not n.isascii()] or common
+    day = 86_400_000
+
+    def start_ms(rec: dict) -> int:
+        from callrec.query import parse_instant
+
+        return parse_instant(rec["startTime"], "t")
+
+    def n(k: int, make) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+        return [make() for _ in range(k)]
+
+    caller = lambda: normalise(pick()["callerPhoneNumber"])  # noqa: E731
+    return {
+        "caller exact": n(40, lambda: {"callerPhoneNumber": pick()["callerPhoneNumber"]}),
+        "caller prefix 1650*": n(40, lambda: {"callerPhoneNumber": caller()[:4] + "*"}),
+        "caller suffix *8888": n(40, lambda: {"callerPhoneNumber": "*" + caller()[-4:]}),
+        "caller infix *4668*": n(40, lambda: {"callerPhoneNumber": "*" + caller()[3:7] + "*"}),
+        "dialed exact + day": n(40, lambda: (lambda r: {
+            "dialedPhoneNumber": r["dialedPhoneNumber"],
+            "startTime": str(start_ms(r) - day // 2), "endTime": str(start_ms(r) + day // 2)})(pick())),
+        "nothing matches": n(40, lambda: {"callerPhoneNumber": "99999999999999"}),
+        "window 1 hour": n(40, lambda: (lambda s: {
+            "startTime": str(s), "endTime": str(s + 3_600_000)})(start_ms(pick()))),
+        "window 1 year": n(40, lambda: (lambda s: {
+            "startTime": str(s), "endTime": str(s + 365 * day)})(start_ms(pick()))),
+        "startTime=0": n(40, lambda: {"startTime": "0"}),
+        "userName common": n(40, lambda: {"userName": rng.choice(common)}),
+        "userName exact username": n(40, lambda: {
+            "userName": rng.choice(names(rng.choice(with_agents)))["userName"]}),
+        "userName wildcard": n(40, lambda: {"userName": rng.choice(common)[:3] + "*"}),
+        "userName OR of 3": n(40, lambda: {"userName": " ".join(rng.sample(list(counts), 3))}),
+        "userName AND of 2": n(40, lambda: (lambda r: {"userName": " AND ".join(
+            [names(r)[0]["firstName"], names(r)[-1]["lastName"]])})(rng.choice(with_agents))),
+        "userName non-ASCII upper": n(40, lambda: {"userName": rng.choice(non_ascii).upper()}),
+        "caller + window + user": n(40, lambda: (lambda r: {
+            "callerPhoneNumber": r["callerPhoneNumber"], "startTime": str(start_ms(r) - 30 * day),
+            "endTime": str(start_ms(r) + 30 * day),
+            "userName": names(r)[0]["firstName"] if names(r) else "*"})(pick())),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure_search(port: int, classes: dict[str, list[dict[str, str]]]) -> list[tuple]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": auth_header()}
+    rows = []
+    for name, queries in classes.items():
+        times, hits = [], []
+        for params in queries * 2:  # the first pass warms caches; both are measured
+            started = time.perf_counter()
+            conn.request("GET", "/api/v2/recordings?" + urlencode(params), headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            times.append((time.perf_counter() - started) * 1000)
+            if response.status != 200:
+                raise SystemExit(f"{name}: {response.status} {body[:200]!r}")
+            hits.append(len(json.loads(body)["recordings"]))
+        rows.append((name, percentile(times, 0.5), percentile(times, 0.95),
+                     percentile(times, 0.99), statistics.median(hits)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100_000, help="recordings to load")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated A/B rounds")
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
+    env = {**os.environ, "CALLREC_DATA_DIR": str(work / "data"), "CALLREC_LOG_LEVEL": "warning"}
+    try:
+        print(f"generating and importing {args.size} recordings ...", file=sys.stderr)
+        sample, import_rate = prepare_data(work, args.size, env)
+        rng = random.Random(11)
+        paths = work / "paths.txt"
+        paths.write_text("".join(f"/api/v2/recordings/{r['id']}\n" for r in sample[:5000]))
+        port, bare_port = free_port(), free_port()
+        callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
+        bare = [str(BIN / "uvicorn"), "bare_app:app", "--port", str(bare_port), "--log-level",
+                "warning", "--no-access-log", "--app-dir", str(HERE)]
+        results: dict[str, list[float]] = {"callrec": [], "bare": []}
+        with serving(callrec, port, env, "/healthz"), serving(bare, bare_port, env, "/"):
+            print("measuring GET /recordings/{id} ...", file=sys.stderr)
+            for _ in range(args.rounds):
+                results["callrec"].append(run_wrk(port, paths, args.duration, args.connections))
+                results["bare"].append(run_wrk(bare_port, paths, args.duration, args.connections))
+            print("measuring search latency ...", file=sys.stderr)
+            search_rows = measure_search(port, query_classes(sample, rng))
+        ours, base = statistics.median(results["callrec"]), statistics.median(results["bare"])
+        print(f"\n## callrec benchmark: {args.size} recordings, SQLite\n")
+        print(f"import: {import_rate:,.0f} recordings/s\n")
+        print("| GET /api/v2/recordings/{id} | requests/s (median of rounds) |")
+        print("|---|---|")
+        print(f"| callrec | {ours:,.0f} ({', '.join(f'{x:,.0f}' for x in results['callrec'])}) |")
+        print(f"| bare Starlette JSON | {base:,.0f} "
+              f"({', '.join(f'{x:,.0f}' for x in results['bare'])}) |")
+        print(f"| **ratio** | **{ours / base:.0%}** |\n")
+        print("| query class | p50 ms | p95 ms | p99 ms | median results |")
+        print("|---|---|---|---|---|")
+        for name, p50, p95, p99, hits in search_rows:
+            print(f"| {name} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {hits:g} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,751 @@
+"""Deterministic, realistic demo data: recordings in the ops-create wire format, and audio.
+
+One generator feeds ``callrec serve --demo``, the tests and the benchmarks, so it has to be
+three things at once:
+
+* **Deterministic.** Everything is drawn from ``random.Random`` instances seeded from the
+  arguments (never the global generator, never the clock): the same arguments give the same
+  bytes on every run and every platform.
+* **Realistic enough to find bugs.** Callers and agents follow skewed (Zipf-like) frequencies,
+  phone numbers come in the formats recorders really send (E.164, national, punctuated,
+  international with spaces, short internal extensions, SIP URIs with letters), agent names mix
+  common English names with non-ASCII ones from several scripts, call volume follows office
+  hours, weekdays and a slow growth trend, and about 1% of calls are still in progress.
+* **Fast.** Benchmarks generate millions of recordings, so the per-recording path is a handful
+  of ``random()`` calls, table look-ups and f-strings; anything expensive (name pools, weight
+  tables, timestamp tables, audio snippets) is built once and cached.
+
+The "world" (agents, frequent callers, service numbers) depends only on the contact center id,
+so every seed of one contact center sees the same staff and customers; the seed varies the
+traffic and, with the contact center, the recording ids (different seeds never share ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import random
+import sys
+import unicodedata
+import wave
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache, lru_cache
+from itertools import accumulate, pairwise
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any
+
+__all__ = ["DEMO_CCID", "DEMO_REGION", "demo_audio", "demo_jsonl", "demo_recordings"]
+
+DEMO_CCID = "demo"
+DEMO_REGION = "usw1"
+
+# --------------------------------------------------------------------------------------------
+# Time: calls span the three years ending 2026-06-30 (inclusive), in UTC.
+
+_SPAN_START = datetime(2023, 7, 1, tzinfo=UTC)
+_SPAN_END = datetime(2026, 7, 1, tzinfo=UTC)
+_START_MS = int(_SPAN_START.timestamp()) * 1000
+_SPAN_DAYS = (_SPAN_END - _SPAN_START).days
+_SPAN_HOURS = _SPAN_DAYS * 24
+_HOUR_MS = 3_600_000
+_DAY_MS = 86_400_000
+
+# Formatting instants with datetime.strftime costs microseconds; a per-day table of date
+# strings plus integer arithmetic is several times faster. Two spare days cover calls that
+# start on the last evening and run past midnight.
+_DAYS = [(_SPAN_START + timedelta(days=d)).strftime("%Y-%m-%d") for d in range(_SPAN_DAYS + 2)]
+
+# Relative call volume by local hour (the demo contact center is on the US west coast, UTC-8;
+# DST is ignored, a one-hour wobble nobody will notice in demo data).
+_HOURLY_PROFILE = (
+    0.05, 0.03, 0.02, 0.02, 0.03, 0.08, 0.25, 0.60, 1.00, 1.20, 1.25, 1.20,
+    1.00, 1.10, 1.20, 1.15, 1.00, 0.80, 0.50, 0.35, 0.25, 0.18, 0.12, 0.08,
+)  # fmt: skip
+_UTC_OFFSET_HOURS = -8
+_WEEKDAY_FACTOR = (1.0, 1.05, 1.0, 1.0, 0.95, 0.35, 0.2)  # Monday first
+# The day after US Thanksgiving: the retail peak every contact center dreads.
+_PEAK_DAYS = {"2023-11-24", "2024-11-29", "2025-11-28"}
+
+# Call length in seconds: log-normal around two minutes, clamped to 10 s .. 40 min.
+_DURATION_MEDIAN_S = 120.0
+_DURATION_SIGMA = 1.0
+_DURATION_MIN_MS = 10_000
+_DURATION_MAX_MS = 2_400_000
+_DURATION_TABLE_SIZE = 4096
+
+_IN_PROGRESS_RATE = 0.01
+
+# --------------------------------------------------------------------------------------------
+# Ids: 32 characters of Genesys base-32 ([0-9A-V], a subset of the SPEC's id alphabet).
+
+_B32 = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]  # index hi*32+lo: two digits per look-up
+_MASK55 = (1 << 55) - 1
+# Odd multipliers (bijective modulo 2**55) from the SplitMix64 finaliser.
+_MIX_A = (0x9E3779B97F4A7C15 & _MASK55) | 1
+_MIX_B = (0xBF58476D1CE4E5B9 & _MASK55) | 1
+
+# --------------------------------------------------------------------------------------------
+# People and numbers.
+
+_AGENT_COUNT = 2000
+_FREQUENT_CALLERS = 300
+_FREQUENT_SHARE = 0.30
+_SERVICE_NUMBERS = 300
+_SIP_CALLER_RATE = 0.02
+_EMAIL_DOMAIN = "example.com"
+
+# (weight, first names, last names). Latin names are mostly pre-composed (NFC), as people type.
+_CULTURES: tuple[tuple[float, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        55,
+        (
+            "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda",
+            "William", "Elizabeth", "David", "Barbara", "Richard", "Susan", "Joseph", "Jessica",
+            "Thomas", "Sarah", "Charles", "Karen", "Daniel", "Nancy", "Matthew", "Lisa",
+            "Anthony", "Betty", "Mark", "Sandra", "Steven", "Ashley", "Paul", "Emily", "Andrew",
+            "Donna", "Kevin", "Michelle", "Brian", "Carol", "Kim", "Amber", "Alice", "Ann",
+            "Bob", "Eve", "Chris", "Pat", "Sam", "Alex", "Jordan", "Taylor", "Mary Jo",
+        ),
+        (
+            "Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson",
+            "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Thompson",
+            "White", "Harris", "Clark", "Lewis", "Robinson", "Walker", "Young", "Allen",
+            "King", "Wright", "Scott", "Green", "Baker", "Adams", "O'Brien", "McDonald",
+            "Smith-Jones", "Van der Berg",
+        ),
+    ),
+    (
+        8,
+        ("Priya", "Rahul", "Ananya", "Arjun", "Sneha", "Vikram", "Deepa", "Sanjay"),
+        ("Sharma", "Patel", "Singh", "Iyer", "Reddy", "Gupta", "Nair", "Kumar"),
+    ),
+    (
+        8,
+        ("José", "Ana María", "María José", "Jesús", "João", "Iñaki", "Lucía", "Andrés"),
+        ("García", "Pérez", "Muñoz", "Gonçalves", "Núñez", "de la Fuente", "Rodríguez"),
+    ),
+    (
+        5,
+        ("Jürgen", "Jörg", "Günter", "Lena", "Käthe", "Uwe", "Björn", "Gisela"),
+        ("Müller", "Schröder", "Großmann", "Strauß", "Straßer", "Weiß", "Köhler", "Bäcker"),
+    ),
+    (
+        4,
+        ("Zoë", "Chloé", "Hélène", "François", "Anaïs", "Noël", "Jean-Luc", "Théo"),
+        ("Lefèvre", "Béranger", "Dupré", "Léger", "Gauthier", "Roussel"),
+    ),
+    (
+        3,
+        ("Søren", "Ólafur", "Björk", "Åsa", "Þór", "Sigríður", "Mette"),
+        ("Sørensen", "Jørgensen", "Þórsson", "Guðmundsdóttir", "Åberg", "Lindqvist"),
+    ),
+    (
+        3,
+        ("Łukasz", "Małgorzata", "Wojciech", "Jiří", "Zdeněk", "Agnieszka"),
+        ("Wiśniewski", "Kowalczyk", "Dvořák", "Nowak", "Wójcik", "Łuczak"),
+    ),
+    (
+        3,
+        ("Ayşe", "Çağla", "Gökhan", "İlker", "Şule", "Emre"),
+        ("Yılmaz", "Öztürk", "Çelik", "Şahin", "Doğan"),  # noqa: RUF001 - Turkish dotless i
+    ),
+    (
+        3,
+        ("Anh", "Thảo", "Dũng", "Hương", "Minh"),
+        ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng"),
+    ),
+    (2, ("Σοφία", "Γιώργος", "Ελένη", "Νίκος"), ("Παπαδόπουλος", "Οικονόμου", "Γεωργίου")),
+    (2, ("Дмитрий", "Анна", "Сергей", "Ольга"), ("Иванов", "Смирнова", "Кузнецов", "Попова")),
+    (2, ("伟", "芳", "娜", "秀英", "敏"), ("王", "李", "张", "刘", "陈")),
+    (1, ("翔太", "さくら", "健"), ("佐藤", "鈴木", "高橋")),
+    (1, ("محمد", "فاطمة", "ليلى"), ("العلي", "حداد")),
+)  # fmt: skip
+
+# A few odd usernames every real directory has: they catch over-eager validation and
+# case/character handling in the search.
+_RARE_AGENTS = (
+    ("Kim.Lee@Example.COM", "Kim", "Lee"),
+    ("kim.lee+support@example.com", "Kim", "Lee"),
+    ("jean-luc_picard@example.com", "Jean-Luc", "Picard"),
+    ("o'neil.shaun@example.com", "Shaun", "O'Neil"),
+    ("zoë.dupré@example.com", "Zoë", "Dupré"),
+    ("x@example.com", "X", "X"),
+    ("temp.agent01", "Temp", "Agent"),
+    ("DOMAIN\\jsmith", "John", "Smith"),
+    ("a.very.long.username.from.the.outsourcing.partner@partner-contact-centre.example.co.uk",
+     "Maximilian", "Featherstonehaugh-Wolfeschlegelsteinhausen"),
+)  # fmt: skip
+
+# ASCII folds that NFKD does not provide (these letters do not decompose).
+_FOLD = str.maketrans(
+    {"ß": "ss", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "æ": "ae", "Æ": "AE", "þ": "th",
+     "Þ": "Th", "ð": "d", "Ð": "D", "đ": "d", "Đ": "D", "ı": "i"}  # noqa: RUF001 - folds the dotless i
+)  # fmt: skip
+
+_US_AREA_CODES = (
+    "650", "415", "408", "510", "212", "646", "617", "312", "773", "206", "303", "512",
+    "213", "310", "702", "602", "404", "305", "214", "713", "503", "416", "604", "647",
+)  # fmt: skip
+_TOLL_FREE = ("800", "888", "877", "866", "855")
+_SIP_HOSTS = ("pbx.example.com", "sip.example.net", "voip.example.org", "sbc.example.com")
+
+
+@dataclass(frozen=True, slots=True)
+class _World:
+    """The population of one contact center: who calls, who answers, which lines exist."""
+
+    agents: list[tuple[str, str, str, str]]  # (phoneNumber, userName, firstName, lastName)
+    people: list[tuple[str, str]]  # (firstName, lastName) pairs, for SIP caller names
+    agent_cum: list[float]
+    agent_total: float
+    callers: list[str]
+    caller_cum: list[float]
+    caller_total: float
+    dialed: list[str]
+    dialed_cum: list[float]
+    dialed_total: float
+
+
+def _zipf_cum(n: int, exponent: float, offset: float) -> tuple[list[float], float]:
+    """Cumulative Zipf-like weights (rank k gets 1 / (k + offset) ** exponent) and their total.
+
+    Sample with ``bisect_right(cum, random() * total)``. The last entry is +inf rather than the
+    total, so a product that rounds up to the total still lands on the last rank.
+    """
+    cum = list(accumulate(1.0 / (k + offset) ** exponent for k in range(1, n + 1)))
+    total, cum[-1] = cum[-1], math.inf
+    return cum, total
+
+
+def _ascii_slug(name: str) -> str:
+    """Fold a name to lowercase ASCII letters for usernames; '' for non-Latin scripts."""
+    folded = unicodedata.normalize("NFKD", name.translate(_FOLD))
+    return "".join(c for c in folded.lower() if c.isascii() and c.isalnum())
+
+
+def _digits(r: Callable[[], float], n: int) -> str:
+    """n random decimal digits (leading zeros allowed)."""
+    return f"{int(r() * 10**n):0{n}d}"
+
+
+def _us_parts(r: Callable[[], float]) -> tuple[str, str, str]:
+    """A plausible North-American number: area code, exchange (never 0/1-led), line."""
+    area = _US_AREA_CODES[int(r() * len(_US_AREA_CODES))]
+    return area, str(200 + int(r() * 800)), _digits(r, 4)
+
+
+def _international(r: Callable[[], float]) -> str:
+    """An international number as humans write them (spaces, dashes), several countries."""
+    k = int(r() * 8)
+    if k == 0:
+        return f"+44 20 7946 {_digits(r, 4)}"  # London, Ofcom drama range
+    if k == 1:
+        return f"+44 7700 900{_digits(r, 3)}"  # UK mobile, Ofcom drama range
+    if k == 2:
+        return f"+49 30 {_digits(r, 7)}"
+    if k == 3:
+        return f"+33 1 {_digits(r, 2)} {_digits(r, 2)} {_digits(r, 2)} {_digits(r, 2)}"
+    if k == 4:
+        return f"+91 98{_digits(r, 3)} {_digits(r, 5)}"
+    if k == 5:
+        return f"+52 55 {_digits(r, 4)} {_digits(r, 4)}"
+    if k == 6:
+        return f"+81 3-{_digits(r, 4)}-{_digits(r, 4)}"
+    return f"+4930{_digits(r, 7)}"  # E.164 without spaces
+
+
+def _short_internal(r: Callable[[], float]) -> str:
+    """A short internal number like the recorder example's '8522001'."""
+    return f"85{_digits(r, 5)}"
+
+
+def _sip_caller(r: Callable[[], float], people: list[tuple[str, str]]) -> str:
+    """A SIP URI (letters in the ANI) or, rarely, a withheld caller id."""
+    x = r()
+    if x < 0.1:
+        return "anonymous"
+    first, last = people[int(r() * len(people))]
+    user = f"{_ascii_slug(first)}.{_ascii_slug(last)}".strip(".") or f"user{_digits(r, 4)}"
+    if x < 0.2:
+        user = f"+1{''.join(_us_parts(r))}"
+    return f"sip:{user}@{_SIP_HOSTS[int(r() * len(_SIP_HOSTS))]}"
+
+
+def _caller(r: Callable[[], float], people: list[tuple[str, str]]) -> str:
+    """One caller number (ANI) in the mix of formats recorders send."""
+    x = r()
+    if x < 0.40:
+        a, e, n = _us_parts(r)
+        return f"+1{a}{e}{n}"
+    if x < 0.58:
+        a, e, n = _us_parts(r)
+        return f"1{a}{e}{n}"
+    if x < 0.70:
+        a, e, n = _us_parts(r)
+        return f"({a}) {e}-{n}"
+    if x < 0.73:
+        a, e, n = _us_parts(r)
+        return f"{a}.{e}.{n}" if x < 0.715 else f"+1 {a}-{e}-{n}"
+    if x < 0.85:
+        return _international(r)
+    if x < 1.0 - _SIP_CALLER_RATE:
+        return _short_internal(r)
+    return _sip_caller(r, people)
+
+
+def _service_number(r: Callable[[], float]) -> str:
+    """A contact-center service line (DNIS) in one of a few formats."""
+    x = r()
+    if x < 0.55:
+        a, _, n = _us_parts(r)
+        return f"+1{a}555{n}"
+    if x < 0.75:
+        return f"1{_TOLL_FREE[int(r() * len(_TOLL_FREE))]}555{_digits(r, 4)}"
+    if x < 0.85:
+        a, _, n = _us_parts(r)
+        return f"{a}555{n}"
+    if x < 0.95:
+        return f"+44207946{_digits(r, 4)}"
+    return f"+1416000{_digits(r, 4)}"
+
+
+def _pick_name(rng: random.Random, cum: list[float], mixed: bool) -> tuple[str, str]:
+    """A (first, last) pair, usually from one culture; ``mixed`` pairs across cultures."""
+    first_culture = rng.choices(_CULTURES, cum_weights=cum)[0]
+    last_culture = rng.choices(_CULTURES, cum_weights=cum)[0] if mixed else first_culture
+    return rng.choice(first_culture[1]), rng.choice(last_culture[2])
+
+
+@lru_cache(maxsize=16)
+def _world(ccid: str) -> _World:
+    """Build (once per contact center) its agents, frequent callers and service numbers."""
+    digest = hashlib.blake2b(f"world\0{ccid}".encode(), digest_size=8).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
+    r = rng.random
+    culture_cum = list(accumulate(c[0] for c in _CULTURES))
+
+    agents: list[tuple[str, str, str, str]] = []
+    seen: set[str] = set()
+    people: list[tuple[str, str]] = []
+    for k in range(_AGENT_COUNT):
+        first, last = _pick_name(rng, culture_cum, mixed=r() < 0.1)
+        people.append((first, last))
+        ext = str(6000 + k)
+        slug_first, slug_last = _ascii_slug(first), _ascii_slug(last)
+        style = r()
+        if not (slug_first and slug_last) or style < 0.04:
+            base = f"agent{ext}"  # non-Latin names get the directory's fallback id
+        elif style < 0.88:
+            base = f"{slug_first}.{slug_last}"
+        else:
+            base = f"{slug_first[0]}{slug_last}"
+        user, n = base, 1
+        while user in seen:  # namesakes get a number, as in any real directory
+            n += 1
+            user = f"{base}{n}"
+        seen.add(user)
+        if not user.startswith("agent"):
+            user = f"{user}@{_EMAIL_DOMAIN}"
+        where = r()
+        if where < 0.6:
+            phone = ext
+        elif where < 0.85:
+            phone = f"+1416000{ext}"
+        else:
+            phone = f"sip:{ext}@{_SIP_HOSTS[0]}"
+        agents.append((phone, user, first, last))
+    # Rare agents sit deep in the tail so they appear, but seldom.
+    for j, (user, first, last) in enumerate(_RARE_AGENTS):
+        pos = 400 + j * 150
+        phone = str(6000 + pos)
+        agents[pos] = (phone, user, first, last)
+
+    callers = [_caller(r, people) for _ in range(_FREQUENT_CALLERS)]
+    dialed = list(dict.fromkeys(_service_number(r) for _ in range(_SERVICE_NUMBERS)))
+    agent_cum, agent_total = _zipf_cum(len(agents), 0.9, 20.0)
+    caller_cum, caller_total = _zipf_cum(len(callers), 1.0, 0.0)
+    dialed_cum, dialed_total = _zipf_cum(len(dialed), 1.1, 1.0)
+    return _World(
+        agents, people, agent_cum, agent_total, callers, caller_cum, caller_total,
+        dialed, dialed_cum, dialed_total,
+    )  # fmt: skip
+
+
+@cache
+def _hour_cum() -> tuple[list[float], list[float]]:
+    """Per-hour call-volume weights over the span and their running sum (for inverse CDF)."""
+    weights: list[float] = []
+    for h in range(_SPAN_HOURS):
+        day = _SPAN_START + timedelta(hours=h)
+        local = day + timedelta(hours=_UTC_OFFSET_HOURS)
+        w = _HOURLY_PROFILE[local.hour] * _WEEKDAY_FACTOR[local.weekday()]
+        if local.strftime("%Y-%m-%d") in _PEAK_DAYS:
+            w *= 2.5
+        w *= 0.7 + 0.6 * h / _SPAN_HOURS  # the business grows
+        weights.append(w)
+    return weights, list(accumulate(weights))
+
+
+@cache
+def _duration_table() -> list[int]:
+    """Quantiles of the clamped log-normal call length in ms (indexing by random() samples it)."""
+    normal = NormalDist()
+    mu = math.log(_DURATION_MEDIAN_S)
+    out = []
+    for k in range(_DURATION_TABLE_SIZE):
+        z = normal.inv_cdf((k + 0.5) / _DURATION_TABLE_SIZE)
+        ms = int(math.exp(mu + _DURATION_SIGMA * z) * 1000)
+        out.append(min(max(ms, _DURATION_MIN_MS), _DURATION_MAX_MS - 1000))
+    return out
+
+
+def _ts(ms: int) -> str:
+    """Epoch ms (within the demo span) as the wire format ``yyyy-MM-ddTHH:mm:ss.SSS+0000``."""
+    day, rem = divmod(ms - _START_MS, _DAY_MS)
+    h, rem = divmod(rem, _HOUR_MS)
+    m, rem = divmod(rem, 60_000)
+    s, milli = divmod(rem, 1000)
+    return f"{_DAYS[day]}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}+0000"
+
+
+def _file_ts(ms: int) -> str:
+    """Epoch ms as the recorder's file-name stamp ``yyyy-mm-dd_hh-mm-ss``."""
+    day, rem = divmod(ms - _START_MS, _DAY_MS)
+    h, rem = divmod(rem, _HOUR_MS)
+    m, rem = divmod(rem, 60_000)
+    return f"{_DAYS[day]}_{h:02d}-{m:02d}-{rem // 1000:02d}"
+
+
+def _id_keys(seed: int, ccid: str) -> tuple[int, str]:
+    """Seed- and ccid-derived (mixing offset, 10-char id infix): ids differ across runs."""
+    digest = hashlib.blake2b(f"ids\0{ccid}\0{seed}".encode(), digest_size=16).digest()
+    offset = int.from_bytes(digest[:8], "big") & _MASK55
+    tag = int.from_bytes(digest[8:], "big") >> 14  # 50 bits
+    infix = "".join(_B32_PAIRS[(tag >> s) & 1023] for s in (40, 30, 20, 10, 0))
+    return offset, infix
+
+
+def demo_recordings(
+    count: int, *, seed: int = 1, ccid: str = DEMO_CCID, media: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Yield ``count`` demo recordings in the ops-create wire format (SPEC §1).
+
+    Keys come in the order ``id, callerPhoneNumber, dialedPhoneNumber, startTime, stopTime,
+    mediaFiles, eventHistory, region, callType``; ``stopTime`` is absent for the ~1% of calls
+    still in progress. Start times ascend (an arrival process over 2023-07-01 .. 2026-06-30
+    shaped by office hours), so the output can be streamed straight into a store.
+
+    Ids are 32 base-32 characters like Genesys call UUIDs, unique within a run and, because
+    the seed and ``ccid`` are mixed in, across runs with different seeds or contact centers.
+    Same arguments, same output; every dict is freshly built, so callers may mutate them.
+
+    With ``media`` each finished call has one media file (sometimes two, split at a
+    transfer) named ``<id>_<yyyy-mm-dd_hh-mm-ss>.wav`` with no ``mediaDescriptor``/
+    ``mediaUri`` (the caller uploads the bytes); its ``size`` is that of
+    ``demo_audio(int(duration) / 1000)``. In-progress calls have no media yet (recorders
+    post media when the recording completes). Without ``media``, ``mediaFiles`` is ``[]``.
+    """
+    if count < 0:
+        raise ValueError("count must be >= 0")
+    return _generate(count, seed, ccid, media)
+
+
+def _generate(count: int, seed: int, ccid: str, media: bool) -> Iterator[dict[str, Any]]:
+    """The generator behind demo_recordings (split out so bad arguments fail eagerly)."""
+    world = _world(ccid)
+    hour_w, hour_cum = _hour_cum()
+    durations = _duration_table()
+    offset, infix = _id_keys(seed, ccid)
+    rng = random.Random(seed)
+    r = rng.random
+    people = world.people
+
+    # Hot loop: bind everything to locals; attribute and global look-ups add up at 10M rows.
+    pairs, b32 = _B32_PAIRS, _B32
+    agents, agent_cum, agent_total = world.agents, world.agent_cum, world.agent_total
+    n_agents_pool = len(agents)
+    callers, caller_cum, caller_total = world.callers, world.caller_cum, world.caller_total
+    dialed, dialed_cum, dialed_total = world.dialed, world.dialed_cum, world.dialed_total
+    n_durations = len(durations)
+    last_hour = len(hour_cum) - 1
+    slot = hour_cum[-1] / count if count else 0.0
+    ts, file_ts, region = _ts, _file_ts, DEMO_REGION
+    hour = 0
+
+    for i in range(count):
+        # Id: a bijective mix of the counter (unique by construction) + run infix + counter.
+        x = (i * _MIX_A + offset) & _MASK55
+        x ^= x >> 29
+        x = (x * _MIX_B) & _MASK55
+        x ^= x >> 32
+        c = i + 1
+        rid = (
+            f"0{pairs[(x >> 45) & 1023]}{pairs[(x >> 35) & 1023]}{pairs[(x >> 25) & 1023]}"
+            f"{pairs[(x >> 15) & 1023]}{pairs[(x >> 5) & 1023]}{b32[x & 31]}{infix}LAES"
+            f"{pairs[(c >> 20) & 1023]}{pairs[(c >> 10) & 1023]}{pairs[c & 1023]}"
+        )
+
+        # Start: the i-th of `count` evenly spaced quantiles (jittered within its slot) of the
+        # hourly volume curve. Quantiles ascend, so the hour pointer only ever moves forward.
+        q = (i + r()) * slot
+        while hour < last_hour and hour_cum[hour] <= q:
+            hour += 1
+        before = hour_cum[hour - 1] if hour else 0.0
+        start = _START_MS + hour * _HOUR_MS + int((q - before) / hour_w[hour] * _HOUR_MS)
+        duration = durations[int(r() * n_durations)] + int(r() * 1000)
+        stop = start + duration
+        finished = r() >= _IN_PROGRESS_RATE
+
+        if r() < _FREQUENT_SHARE:
+            caller = callers[bisect_right(caller_cum, r() * caller_total)]
+        else:
+            caller = _caller(r, people)
+        dnis = dialed[bisect_right(dialed_cum, r() * dialed_total)]
+        if caller[:2] == "85" and len(caller) == 7:
+            call_type = "Internal"
+        else:
+            call_type = "Inbound" if r() < 0.8 else "Outbound"
+
+        # Agents: 1 (mostly), 2 or 3 (transfers; short calls are never transferred). The first
+        # answers after a ring/IVR delay; each transfer lands later in the remaining call; a
+        # warm transfer overlaps the previous agent by < 1/4 of what is left, which keeps every
+        # event in time order and within [start, stop].
+        y = r()
+        n = 1 if y < 0.72 or duration < 30_000 else (2 if y < 0.93 else 3)
+        joins = [start + int(duration * (0.02 + 0.1 * r()))]
+        for _ in range(n - 1):
+            prev = joins[-1]
+            joins.append(prev + int((stop - prev) * (0.3 + 0.4 * r())))
+        picked: list[tuple[str, str, str, str]] = []
+        for _ in range(n):
+            k = bisect_right(agent_cum, r() * agent_total)
+            while agents[k] in picked:  # never the same agent twice in one call
+                k = (k + 1) % n_agents_pool
+            picked.append(agents[k])
+
+        events: list[dict[str, Any]] = [
+            {
+                "occurredAt": ts(start),
+                "event": "Joined",
+                "contact": {"type": "External", "phoneNumber": caller},
+                "calluuid": rid,
+            }
+        ]
+        contacts: list[dict[str, str]] = []
+        for k in range(n):
+            phone, user, first, last = picked[k]
+            contact = {
+                "type": "Agent",
+                "phoneNumber": phone,
+                "userName": user,
+                "firstName": first,
+                "lastName": last,
+            }
+            contacts.append(contact)
+            events.append(
+                {"occurredAt": ts(joins[k]), "event": "Joined", "contact": contact, "calluuid": rid}
+            )
+            if k:
+                # The previous agent leaves at the transfer (blind) or a little after (warm).
+                at = joins[k]
+                left = at + (int(r() * min(30_000, (stop - at) // 4)) if r() < 0.5 else 0)
+                events.append(
+                    {
+                        "occurredAt": ts(left),
+                        "event": "Left",
+                        "contact": dict(contacts[k - 1]),  # fresh: callers may mutate events
+                        "calluuid": rid,
+                    }
+                )
+        if finished:
+            events.append(
+                {
+                    "occurredAt": ts(stop),
+                    "event": "Left",
+                    "contact": dict(contacts[-1]),
+                    "calluuid": rid,
+                }
+            )
+
+        files: list[dict[str, Any]] = []
+        if media and finished:
+            cuts = [start, joins[1], stop] if n > 1 and r() < 0.35 else [start, stop]
+            for fs, fe in pairwise(cuts):
+                media_id = f"{rid}_{file_ts(fs)}.wav"
+                if files and files[-1]["mediaId"] == media_id:  # both started in one second
+                    media_id = f"{rid}_{file_ts(fs)}-{len(files) + 1}.wav"
+                ms = fe - fs
+                files.append(
+                    {
+                        "mediaId": media_id,
+                        "type": "audio/wav",
+                        "startTime": ts(fs),
+                        "stopTime": ts(fe),
+                        "callUUID": rid,
+                        "duration": str(ms),
+                        "size": str(_wav_size(ms / 1000)),
+                        "tenant": "Environment",
+                        "ivrprofile": "CallRecProfile",
+                        "parameters": {"ani": caller, "dnis": dnis},
+                    }
+                )
+
+        rec: dict[str, Any] = {
+            "id": rid,
+            "callerPhoneNumber": caller,
+            "dialedPhoneNumber": dnis,
+            "startTime": ts(start),
+        }
+        if finished:
+            rec["stopTime"] = ts(stop)
+        rec["mediaFiles"] = files
+        rec["eventHistory"] = events
+        rec["region"] = region
+        rec["callType"] = call_type
+        yield rec
+
+
+# --------------------------------------------------------------------------------------------
+# Audio: a ring-back, a few DTMF digits (an IVR menu choice) and a soft pentatonic chime tune.
+
+_AUDIO_CAP_S = 30.0
+_WAV_HEADER = 44  # RIFF + fmt + data chunk headers, as the wave module writes for PCM
+_AMPLITUDE = 0.28 * 32767  # soft: well below full scale, no clipping when partials add up
+_PENTATONIC = (523.25, 587.33, 659.26, 783.99, 880.00, 1046.50)  # C5 D5 E5 G5 A5 C6
+_DTMF = {"1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "4": (770, 1209),
+         "5": (770, 1336), "6": (770, 1477), "7": (852, 1209), "8": (852, 1336),
+         "9": (852, 1477), "0": (941, 1336)}  # fmt: skip
+
+
+def _frame_count(seconds: float, sample_rate: int) -> int:
+    """Frames demo_audio writes for ``seconds`` (capped to keep demo media small)."""
+    return round(min(max(seconds, 0.0), _AUDIO_CAP_S) * sample_rate)
+
+
+def _wav_size(seconds: float, sample_rate: int = 8000) -> int:
+    """Byte size of ``demo_audio(seconds, sample_rate=sample_rate)``: header + 16-bit frames."""
+    return _WAV_HEADER + 2 * _frame_count(seconds, sample_rate)
+
+
+def _pcm(samples: list[float]) -> bytes:
+    """Float samples in [-1, 1] as little-endian signed 16-bit PCM (WAV's byte order)."""
+    pcm = array("h", (int(s * _AMPLITUDE) for s in samples))
+    if sys.byteorder == "big":
+        pcm.byteswap()
+    return pcm.tobytes()
+
+
+def _fade(samples: list[float], rate: int, fade_s: float = 0.01) -> list[float]:
+    """Linear fade in and out, so segments start and end at zero (no clicks)."""
+    n = min(len(samples) // 2, max(1, int(rate * fade_s)))
+    for j in range(n):
+        g = j / n
+        samples[j] *= g
+        samples[-1 - j] *= g
+    return samples
+
+
+@lru_cache(maxsize=64)
+def _chime(note: int, rate: int) -> bytes:
+    """One 0.35 s bell-like note: soft attack, exponential decay, two quiet overtones."""
+    f = _PENTATONIC[note]
+    partials = [(m, a) for m, a in ((1, 1.0), (2, 0.25), (3, 0.08)) if f * m < 0.45 * rate]
+    w = 2 * math.pi / rate
+    n = int(0.35 * rate)
+    samples = [
+        math.exp(-j / (0.12 * rate)) * sum(a * math.sin(w * f * m * j) for m, a in partials) / 1.33
+        for j in range(n)
+    ]
+    return _pcm(_fade(samples, rate, 0.005))
+
+
+@lru_cache(maxsize=64)
+def _dual(low: float, high: float, seconds: float, rate: int) -> bytes:
+    """A dual tone (ring-back, DTMF) at equal levels, faded at both ends."""
+    w = 2 * math.pi / rate
+    samples = [
+        0.45 * (math.sin(w * low * j) + math.sin(w * high * j)) for j in range(int(seconds * rate))
+    ]
+    return _pcm(_fade(samples, rate))
+
+
+def demo_audio(seconds: float, *, seed: int = 0, sample_rate: int = 8000) -> bytes:
+    """A playable mono 16-bit PCM WAV of ``seconds`` (capped at 30 s), deterministic by seed.
+
+    It sounds like a call: a ring-back burst (440 + 480 Hz), three DTMF digits (the caller
+    picking a menu option), then a soft chime melody on the C-major pentatonic scale with
+    rests. The seed picks the digits and the tune. Its length in bytes is exactly
+    ``44 + 2 * round(min(seconds, 30) * sample_rate)``; zero or negative ``seconds`` give a
+    valid, empty WAV. Raises ValueError for non-finite ``seconds`` or a ``sample_rate`` below
+    4000 Hz (the DTMF tones would alias).
+    """
+    if not math.isfinite(seconds):
+        raise ValueError("seconds must be finite")
+    if sample_rate < 4000:
+        raise ValueError("sample_rate must be at least 4000 Hz")
+    rate = sample_rate
+    frames = _frame_count(seconds, rate)
+    rng = random.Random(seed)
+    gap = bytes(2 * int(0.08 * rate))
+    parts = [_dual(440.0, 480.0, 0.8, rate), bytes(2 * int(0.4 * rate))]
+    for _ in range(3):
+        low, high = _DTMF[rng.choice("1234567890")]
+        parts += [_dual(float(low), float(high), 0.12, rate), gap]
+    parts.append(bytes(2 * int(0.3 * rate)))
+    size, target = sum(map(len, parts)), 2 * frames
+    note, played = rng.randrange(len(_PENTATONIC)), 0
+    rest = bytes(2 * int(0.35 * rate))
+    while size < target:
+        if played % 8 == 7:
+            part = rest + rest  # a phrase ends: breathe
+        elif rng.random() < 0.15:
+            part = rest
+        else:
+            note = min(max(note + rng.choice((-2, -1, -1, 1, 1, 2)), 0), len(_PENTATONIC) - 1)
+            part = _chime(note, rate)
+        parts.append(part)
+        size += len(part)
+        played += 1
+    pcm = b"".join(parts)[:target]
+    # The clip usually ends mid-note: fade the last 20 ms out so it does not end on a click.
+    n_tail = min(frames, int(0.02 * rate))
+    if n_tail:
+        tail = array("h", pcm[-2 * n_tail :])
+        if sys.byteorder == "big":
+            tail.byteswap()
+        for j in range(n_tail):
+            tail[j] = int(tail[j] * (n_tail - j) / n_tail)
+        if sys.byteorder == "big":
+            tail.byteswap()
+        pcm = pcm[: -2 * n_tail] + tail.tobytes()
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buf.getvalue()
+
+
+def demo_jsonl(path: Path, count: int, *, seed: int = 1, media: bool = False) -> int:
+    """Write ``demo_recordings(count, seed=seed, media=media)`` to ``path`` as JSON lines.
+
+    One ``json.dumps`` per line, UTF-8 with non-ASCII kept literal; returns the line count.
+    """
+    dumps = json.dumps
+    written = 0
+    with path.open("w", encoding="utf-8", newline="\n") as f:
+        for rec in demo_recordings(count, seed=seed, media=media):
+            f.write(dumps(rec, ensure_ascii=False))
+            f.write("\n")
+            written += 1
+    return written
