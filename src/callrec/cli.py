@@ -244,6 +244,7 @@ def import_(
                     flush()
             if batch:
                 flush()
+        services.store.optimize()
     finally:
         services.close()
     err.print(f"imported {imported} recordings, {failed} lines failed", highlight=False)

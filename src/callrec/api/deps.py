@@ -62,4 +62,12 @@ def checked_name(value: str, what: str) -> str:
 
 def origin(request: Request, services: Services) -> str:
     """Scheme, host and port clients reach this service at (setting or request)."""
-    return services.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    if services.settings.public_url:
+        return services.settings.public_url
+    # From the scope rather than ``request.url``: no URL parsing on the hot path.
+    scope = request.scope
+    host = request.headers.get("host")
+    if not host:
+        server_host, port = scope.get("server") or ("localhost", 80)
+        host = f"{server_host}:{port}"
+    return f"{scope.get('scheme', 'http')}://{host}"

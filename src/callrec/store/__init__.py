@@ -76,6 +76,9 @@ class RecordingStore(Protocol):
     def secret(self, name: str) -> bytes:
         """A random key kept in the database, made on first use and shared by all processes."""
 
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics (after bulk loads)."""
+
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
 
