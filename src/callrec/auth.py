@@ -59,7 +59,7 @@ def parse_basic(header: str | None) -> tuple[str, str]:
         raise NotAuthenticated()
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error):  # incl. UnicodeDecodeError and non-ASCII input
         raise NotAuthenticated() from None
     name, sep, password = decoded.partition(":")
     if not sep or not name:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
@@ -15,7 +16,7 @@ from rich.table import Table
 from callrec import __version__
 from callrec.auth import OPS, ROLES, hash_password
 from callrec.errors import GWSError
-from callrec.ingest import as_posted, prepare
+from callrec.ingest import as_posted, parse_json, prepare
 from callrec.model import is_safe_name
 from callrec.query import RecordingQuery, parse_query
 from callrec.services import Services
@@ -29,7 +30,7 @@ app = typer.Typer(
 )
 users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(users, name="users")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 BATCH = 1000
 
 
@@ -38,9 +39,22 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def open_services(settings: Settings | None = None) -> Services:
+def load_settings() -> Settings:
     try:
-        return Services.open(settings or Settings())
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            (f"CALLREC_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in error.errors()
+        )
+        raise fail(f"invalid configuration: {problems}", 2) from None
+
+
+def open_services(settings: Settings | None = None) -> Services:
+    settings = settings or load_settings()
+    try:
+        return Services.open(settings)
     except Exception as error:  # one line for the operator, not a traceback
         raise fail(f"cannot open the database: {type(error).__name__}: {error}") from None
 
@@ -62,7 +76,7 @@ def serve(
 
     from callrec.app import create_app
 
-    settings = Settings()
+    settings = load_settings()
     services = open_services(settings)
     if demo:
         from callrec.seeding import seed_demo
@@ -233,10 +247,7 @@ def import_(
                 if not line.strip():
                     continue
                 try:
-                    batch.append((line_no, prepare(services.storages, orjson.loads(line), ccid)))
-                except orjson.JSONDecodeError:
-                    failed += 1
-                    err.print(f"line {line_no}: not valid JSON", highlight=False)
+                    batch.append((line_no, prepare(services.storages, parse_json(line), ccid)))
                 except GWSError as error:
                     failed += 1
                     err.print(f"line {line_no}: {error.message}", highlight=False)

@@ -2,11 +2,57 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from typing import Any
 
+import orjson
+
+from callrec.errors import InvalidParameter
 from callrec.media.locations import Storages
 from callrec.model import validate_recording
 from callrec.store import Document
+
+# Long digit runs or exponents: numbers orjson would turn into lossy floats.
+_BIG_NUMBER = re.compile(rb"\d{16,}|[eE][+-]?\d{3,}")
+_INT64 = range(-(2**63), 2**63)
+
+
+def _exact_int(text: str) -> int:
+    if len(text) > 20 or int(text) not in _INT64:
+        raise ValueError("integer out of range")
+    return int(text)
+
+
+def _exact_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or (len(text) > 17 and repr(value) != text):
+        raise ValueError("number cannot be kept exactly")
+    return value
+
+
+def _reject(text: str) -> float:
+    raise ValueError(f"{text} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a posted body (or an import line); refuses what no backend stores faithfully:
+    NUL characters, integers beyond 64 bits, numbers that would lose digits."""
+    try:
+        if _BIG_NUMBER.search(body):
+            data = json.loads(
+                body, parse_int=_exact_int, parse_float=_exact_float, parse_constant=_reject
+            )
+        else:
+            data = orjson.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise InvalidParameter(
+            "The request body is not valid JSON, or holds a number that cannot be kept exactly"
+        ) from None
+    if b"\\u0000" in body:
+        raise InvalidParameter("NUL characters are not allowed")
+    return data
 
 
 def prepare(storages: Storages, raw: Any, ccid: str) -> Document:
@@ -15,7 +61,7 @@ def prepare(storages: Storages, raw: Any, ccid: str) -> Document:
     Raises ``MissingParameter`` / ``InvalidParameter`` with a message naming the field.
     """
     doc = validate_recording(raw, ccid)
-    doc["mediaFiles"] = [storages.resolve(m) for m in doc["mediaFiles"]]
+    doc["mediaFiles"] = [storages.resolve(m, ccid) for m in doc["mediaFiles"]]
     return doc
 
 

@@ -18,7 +18,8 @@ from callrec.query import format_instant, normalise_phone, parse_instant, record
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # The recorder's file name: no path separators, no control characters, not "." or "..".
-MEDIA_ID_PATTERN = re.compile(r"[^/\\\x00-\x1f\x7f]{1,255}")
+# U+FFFD is what undecodable bytes in a URL become: never a real file name.
+MEDIA_ID_PATTERN = re.compile(r"[^/\\\x00-\x1f\x7f\ufffd]{1,255}")
 MAX_TEXT = 4096
 FIELD_ORDER = (
     "id",
@@ -187,12 +188,11 @@ def merge_recordings(
             seen.add(digest)
             events.append(event)
     merged["eventHistory"] = events
+    # The recording spans everything known of it: the times given and every media file.
     starts = [merged.get("startTime"), incoming.get("startTime")]
     stops = [merged.get("stopTime"), incoming.get("stopTime")]
-    if not any(starts):
-        starts = [m.get("startTime") for m in merged["mediaFiles"]]
-    if not any(stops):
-        stops = [m.get("stopTime") for m in merged["mediaFiles"]]
+    starts += [m.get("startTime") for m in merged["mediaFiles"]]
+    stops += [m.get("stopTime") for m in merged["mediaFiles"]]
     merged["startTime"] = _widest(starts, min)
     merged["stopTime"] = _widest(stops, max)
     if merged["startTime"] is None:

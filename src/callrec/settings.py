@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,7 +72,15 @@ class Settings(BaseSettings):
         description="How long a verified password is remembered, so that each request does "
         "not pay for a slow hash. 0 disables the cache.",
     )
-    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Log level: critical, error, warning, info (with access log) or debug."
+    )
+
+    @model_validator(mode="after")
+    def _page_fits(self) -> Settings:
+        if self.page_size > self.max_page_size:
+            raise ValueError("CALLREC_PAGE_SIZE must not exceed CALLREC_MAX_PAGE_SIZE")
+        return self
 
     @field_validator("root_path")
     @classmethod

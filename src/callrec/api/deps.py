@@ -54,10 +54,14 @@ AdminUser = Annotated[Principal, Depends(admin_user)]
 OpsUser = Annotated[Principal, Depends(ops_user)]
 
 
-def checked_name(value: str, what: str) -> str:
-    if not is_safe_name(value):
-        raise InvalidParameter(f"{what} is not valid")
-    return value
+async def valid_ccid(ccid: str) -> str:
+    """The ``{ccid}`` path parameter, refused (statusCode 2) when it cannot name a tenant."""
+    if not is_safe_name(ccid):
+        raise InvalidParameter("contact center id is not valid")
+    return ccid
+
+
+ValidCcid = Annotated[str, Depends(valid_ccid)]
 
 
 def origin(request: Request, services: Services) -> str:

@@ -48,7 +48,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(NotFound())
     if exc.status_code == 405:
-        return error_response(InvalidParameter("Method not allowed", http_status=405))
+        response = error_response(InvalidParameter("Method not allowed", http_status=405))
+        response.headers.update(exc.headers or {})  # Allow
+        return response
     if exc.status_code < 500:
         return error_response(
             InvalidParameter("The request is not valid", http_status=exc.status_code)

@@ -6,19 +6,18 @@ import mimetypes
 from functools import partial
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from callrec.api import search as searching
-from callrec.api.deps import OpsUser, ServicesDep, checked_name, origin
+from callrec.api.deps import OpsUser, ServicesDep, ValidCcid, origin
 from callrec.api.errors import GWSResponse
 from callrec.api.play import play
 from callrec.api.recordings import load
 from callrec.api.render import ops_view
 from callrec.errors import GWSError, InvalidParameter, NotFound
-from callrec.ingest import prepare
+from callrec.ingest import parse_json, prepare
 from callrec.media.local import UploadTooLarge
 from callrec.model import MEDIA_ID_PATTERN, is_safe_name
 from callrec.services import Services
@@ -42,13 +41,7 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise InvalidParameter("The request body is too large", http_status=413)
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidParameter("The request body is not valid JSON") from None
-    if b"\\u0000" in body:
-        raise InvalidParameter("NUL characters are not allowed")
-    return data
+    return parse_json(bytes(body))
 
 
 def _result(raw: Any, outcome: Document | GWSError) -> dict[str, Any]:
@@ -59,7 +52,6 @@ def _result(raw: Any, outcome: Document | GWSError) -> dict[str, Any]:
 
 
 async def create_or_merge(request: Request, ccid: str, services: Services) -> Response:
-    checked_name(ccid, "contact center id")
     data = await read_json(request, services.settings.max_body_bytes)
     items = data if isinstance(data, list) else [data]
     outcomes: list[Document | GWSError] = []
@@ -87,20 +79,22 @@ async def create_or_merge(request: Request, ccid: str, services: Services) -> Re
 
 
 @router.post("/api/v2/ops" + PATH, summary="Create or merge recordings")
-async def create(ccid: str, request: Request, user: OpsUser, services: ServicesDep) -> Response:
+async def create(
+    ccid: ValidCcid, request: Request, user: OpsUser, services: ServicesDep
+) -> Response:
     return await create_or_merge(request, ccid, services)
 
 
 @router.post("/internal-api" + PATH, summary="Create or merge recordings (internal path)")
 async def create_internal(
-    ccid: str, request: Request, user: OpsUser, services: ServicesDep
+    ccid: ValidCcid, request: Request, user: OpsUser, services: ServicesDep
 ) -> Response:
     return await create_or_merge(request, ccid, services)
 
 
 @router.get("/api/v2/ops" + PATH, summary="Search a contact center's recordings")
 async def search(
-    ccid: str,
+    ccid: ValidCcid,
     request: Request,
     user: OpsUser,
     services: ServicesDep,
@@ -112,7 +106,7 @@ async def search(
 
 @router.get("/api/v2/ops" + PATH + "/{recording_id}", summary="Get a recording as stored")
 async def get(
-    ccid: str, recording_id: str, request: Request, user: OpsUser, services: ServicesDep
+    ccid: ValidCcid, recording_id: str, request: Request, user: OpsUser, services: ServicesDep
 ) -> Response:
     doc = await load(services, ccid, recording_id)
     return GWSResponse(
@@ -131,7 +125,7 @@ async def get(
     operation_id="ops_play_head",
 )
 async def play_media(
-    ccid: str,
+    ccid: ValidCcid,
     recording_id: str,
     media_id: str,
     request: Request,
@@ -143,27 +137,32 @@ async def play_media(
 
 
 @router.delete("/api/v2/ops" + PATH + "/{recording_id}", summary="Delete a recording")
-async def delete(ccid: str, recording_id: str, user: OpsUser, services: ServicesDep) -> Response:
+async def delete(
+    ccid: ValidCcid, recording_id: str, user: OpsUser, services: ServicesDep
+) -> Response:
+    await load(services, ccid, recording_id)  # 404 for another region's recording too
     doc = await run_in_threadpool(services.store.delete, ccid, recording_id)
     if doc is None:
         raise NotFound("Recording not found")
+    # Only what callrec's own uploads put there: files of this very recording.
+    owned = f"{ccid}/{recording_id}/"
     for media in doc.get("mediaFiles", []):
-        descriptor = media.get("mediaDescriptor")
-        if isinstance(descriptor, dict) and descriptor.get("storage") == "local":
-            await services.storages.get("local").delete(descriptor["path"])
+        descriptor = media.get("mediaDescriptor") or {}
+        path = str(descriptor.get("path", ""))
+        if descriptor.get("storage") == "local" and path.startswith(owned):
+            await services.storages.get("local").delete(path)
     return GWSResponse({"statusCode": 0})
 
 
 @router.put("/api/v2/ops" + PATH + "/{recording_id}/media/{media_id}", summary="Upload media bytes")
 async def upload(
-    ccid: str,
+    ccid: ValidCcid,
     recording_id: str,
     media_id: str,
     request: Request,
     user: OpsUser,
     services: ServicesDep,
 ) -> Response:
-    checked_name(ccid, "contact center id")
     if not is_safe_name(media_id, MEDIA_ID_PATTERN):
         raise InvalidParameter("mediaId is not a valid file name")
     doc = await load(services, ccid, recording_id)

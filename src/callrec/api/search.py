@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from callrec.api.errors import GWSResponse
 from callrec.errors import InvalidParameter
-from callrec.query import parse_query
+from callrec.query import MAX_INSTANT_MS, MIN_INSTANT_MS, parse_query
 from callrec.services import Services
 from callrec.store import Document, SearchKey, search_key
 
@@ -59,7 +59,11 @@ def decode_cursor(value: str) -> SearchKey:
         start, rec_id = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise InvalidParameter("cursor is not valid") from None
-    if not isinstance(start, int) or not isinstance(rec_id, str):
+    if (
+        type(start) is not int
+        or not MIN_INSTANT_MS <= start <= MAX_INSTANT_MS
+        or not isinstance(rec_id, str)
+    ):
         raise InvalidParameter("cursor is not valid")
     return start, rec_id
 
@@ -67,7 +71,7 @@ def decode_cursor(value: str) -> SearchKey:
 def parse_limit(value: str | None, default: int, maximum: int) -> int:
     if value is None:
         return default
-    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= maximum:
+    if not (value.isascii() and value.isdigit() and len(value) <= 6 and 1 <= int(value) <= maximum):
         raise InvalidParameter(f"limit must be an integer from 1 to {maximum}")
     return int(value)
 

@@ -13,7 +13,9 @@ from urllib.parse import quote
 
 from callrec.errors import GWSError
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=(\d{0,64})-(\d{0,64})")
+# Positions are capped here: beyond any file, and far from int() and backend limits.
+_FAR = 2**62
 _MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}")
 _ALIASES = {
     "audio/mp3": "audio/mpeg",
@@ -49,13 +51,13 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = match.group(1), match.group(2)
     if first == "":
-        suffix = int(last)
+        suffix = min(int(last), _FAR)
         if suffix == 0 or size == 0:
             raise RangeNotSatisfiable()
         return max(0, size - suffix), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    start = min(int(first), _FAR)
+    end = min(int(last), _FAR) if last else size - 1
+    if last and end < start:
         return None
     if start >= size:
         raise RangeNotSatisfiable()

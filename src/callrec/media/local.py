@@ -31,8 +31,9 @@ class LocalMediaStore:
     def path(self, key: str) -> Path:
         """The file for ``key``; raises ``InvalidParameter`` for keys leaving the directory."""
         path = self.root.joinpath(*key_parts(key))
-        # A symlink inside the store must not lead out of it either.
-        if path.exists() and not path.resolve().is_relative_to(self.root):
+        # A symlink inside the store (the file or any directory above it) must not lead
+        # out of it either.
+        if not path.resolve().is_relative_to(self.root):
             raise InvalidParameter("media path is not a valid relative path")
         return path
 

@@ -29,24 +29,29 @@ class Storages:
     def uploads(self) -> MediaStore:
         return self.get(self.upload_store)
 
-    def resolve(self, media: Mapping[str, Any]) -> dict[str, Any]:
-        """The media file as stored: ``mediaDescriptor`` resolved, the original kept aside."""
+    def resolve(self, media: Mapping[str, Any], ccid: str) -> dict[str, Any]:
+        """The media file as stored: ``mediaDescriptor`` resolved, the original kept aside.
+
+        Local paths must lie under the contact center's own directory: a recording never
+        points at another tenant's file.
+        """
         out = dict(media)
         descriptor = out.get("mediaDescriptor")
         uri = out.pop("mediaUri", None)
         if descriptor is not None:
             out["originalMediaDescriptor"] = descriptor
-            out["mediaDescriptor"] = self._from_descriptor(descriptor)
+            out["mediaDescriptor"] = self._from_descriptor(descriptor, ccid)
         elif uri is not None:
             out["originalMediaDescriptor"] = {"mediaUri": uri}
             # Legacy URLs are only accepted once a configured remote storage claims them.
             raise InvalidParameter("mediaUri does not point into a configured media storage")
         return out
 
-    def _from_descriptor(self, descriptor: Mapping[str, Any]) -> dict[str, Any]:
+    def _from_descriptor(self, descriptor: Mapping[str, Any], ccid: str) -> dict[str, Any]:
         storage = descriptor.get("storage")
         path = descriptor.get("path")
         if storage != "local" or "local" not in self.stores or not isinstance(path, str):
             raise InvalidParameter("mediaDescriptor does not point into a configured media storage")
-        key_parts(path)
+        if key_parts(path)[0] != ccid:
+            raise InvalidParameter("local media paths must start with the contact center id")
         return {"storage": "local", "path": path}

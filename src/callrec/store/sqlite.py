@@ -101,7 +101,9 @@ def _where(query: RecordingQuery) -> tuple[list[str], list[Any]]:
                 clause, param = _pattern("name", term)
                 terms.append(f"SELECT pk FROM recording_names WHERE {clause}")
                 params.append(param)
-            groups.append(" INTERSECT ".join(terms))
+            # SQLite applies compound operators left to right: each AND group is a
+            # sub-select of its own so that it binds tighter than the UNION.
+            groups.append("SELECT pk FROM (" + " INTERSECT ".join(terms) + ")")
         clauses.append("r.pk IN (" + " UNION ".join(groups) + ")")
     return clauses, params
 
