@@ -13,7 +13,7 @@ from callrec import __version__
 from callrec.api import me, ops, recordings
 from callrec.api.deps import ServicesDep
 from callrec.api.errors import GWSResponse, install_error_handlers
-from callrec.api.fastpath import FastReads
+from callrec.api.fastpath import FastReadsApp
 from callrec.errors import GWSError, InternalError
 from callrec.services import Services
 from callrec.settings import Settings
@@ -43,7 +43,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             if owned:
                 app.state.services.close()
 
-    app = FastAPI(
+    app = FastReadsApp(
         title="callrec",
         version=__version__,
         description="Call-recording catalogue speaking the GWS Call Recording API.",
@@ -61,7 +61,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         },
     )
     install_error_handlers(app)
-    app.add_middleware(FastReads, root_path=settings.root_path)
+    app.fast_prefix = f"{settings.root_path}/api/v2/recordings/"
     for router in (recordings.router, ops.router, me.router, health):
         app.include_router(router, prefix=settings.root_path)
     if settings.root_path:
