@@ -17,7 +17,8 @@ from callrec.services import Services
 from callrec.settings import Settings
 from callrec.store import User
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+# Real wire bodies recorders send (copied from the shared contract examples).
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 PASSWORD = "s3cret-pw"
 # name -> (role, contact center)
 ACCOUNTS = {
