@@ -15,48 +15,90 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from callrec.errors import GWSError
 from callrec.model import index_keys, merge_recordings
-from callrec.query import RecordingQuery, to_glob
+from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User
+from callrec.store.sqlsearch import SQLITE, search_sql
 
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS recordings (
-    pk INTEGER PRIMARY KEY,
-    ccid TEXT NOT NULL,
-    id TEXT NOT NULL,
-    region TEXT,
-    start_ms INTEGER NOT NULL,
-    stop_ms INTEGER,
-    caller TEXT NOT NULL,
-    dialed TEXT NOT NULL,
-    doc BLOB NOT NULL,
-    UNIQUE (ccid, id)
-);
-CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (ccid, start_ms, id);
-CREATE INDEX IF NOT EXISTS recordings_by_caller ON recordings (ccid, caller);
-CREATE INDEX IF NOT EXISTS recordings_by_dialed ON recordings (ccid, dialed);
-CREATE TABLE IF NOT EXISTS recording_names (
-    name TEXT NOT NULL,
-    pk INTEGER NOT NULL,
-    PRIMARY KEY (name, pk)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS recording_names_by_pk ON recording_names (pk);
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    password_hash TEXT NOT NULL,
-    role TEXT NOT NULL,
-    ccid TEXT,
-    first_name TEXT,
-    last_name TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+# Versioned schema: each entry upgrades the previous version; a new database runs them all.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "recordings, names index, users, meta",
+        [
+            """CREATE TABLE recordings (
+                pk INTEGER PRIMARY KEY,
+                ccid TEXT NOT NULL,
+                id TEXT NOT NULL,
+                region TEXT,
+                start_ms INTEGER NOT NULL,
+                stop_ms INTEGER,
+                caller TEXT NOT NULL,
+                dialed TEXT NOT NULL,
+                doc BLOB NOT NULL,
+                UNIQUE (ccid, id)
+            )""",
+            "CREATE INDEX recordings_by_start ON recordings (ccid, start_ms, id)",
+            "CREATE INDEX recordings_by_caller ON recordings (ccid, caller)",
+            "CREATE INDEX recordings_by_dialed ON recordings (ccid, dialed)",
+            """CREATE TABLE recording_names (
+                name TEXT NOT NULL,
+                pk INTEGER NOT NULL,
+                PRIMARY KEY (name, pk)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX recording_names_by_pk ON recording_names (pk)",
+            """CREATE TABLE users (
+                name TEXT PRIMARY KEY,
+                password_hash TEXT NOT NULL,
+                role TEXT NOT NULL,
+                ccid TEXT,
+                first_name TEXT,
+                last_name TEXT
+            )""",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+    ),
+    (
+        2,
+        "reversed numbers, so that suffix patterns use an index",
+        [
+            "ALTER TABLE recordings ADD COLUMN caller_rev TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE recordings ADD COLUMN dialed_rev TEXT NOT NULL DEFAULT ''",
+            "UPDATE recordings SET caller_rev = reversed(caller), dialed_rev = reversed(dialed)",
+            "CREATE INDEX recordings_by_caller_rev ON recordings (ccid, caller_rev)",
+            "CREATE INDEX recordings_by_dialed_rev ON recordings (ccid, dialed_rev)",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema up to ``target``, one transaction per step; returns the version."""
+    conn.create_function("reversed", 1, lambda text: text[::-1], deterministic=True)
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this callrec "
+            f"({SCHEMA_VERSION}); upgrade callrec"
+        )
+    for number, _, statements in MIGRATIONS:
+        if version < number <= target:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            version = number
+    return version
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -69,45 +111,6 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _pattern(column: str, pattern: str) -> tuple[str, str]:
-    # An exact value compares with "=" so that the B-tree index answers it.
-    if "*" in pattern:
-        return f"{column} GLOB ?", to_glob(pattern)
-    return f"{column} = ?", pattern
-
-
-def _where(query: RecordingQuery) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, pattern in (("r.caller", query.caller), ("r.dialed", query.dialed)):
-        if pattern is not None and pattern != "*":
-            clause, param = _pattern(column, pattern)
-            clauses.append(clause)
-            params.append(param)
-    if query.start_from is not None:
-        clauses.append("r.start_ms >= ?")
-        params.append(query.start_from)
-    if query.end_before is not None:
-        # start <= stop, so the implied bound lets the start index stop early.
-        clauses.append("r.stop_ms <= ? AND r.start_ms <= ?")
-        params += [query.end_before, query.end_before]
-    if query.user:
-        # The set of matching recordings, built from the names index: INTERSECT for AND,
-        # UNION for OR. Rare names are then a few index probes rather than a scan.
-        groups = []
-        for group in query.user:
-            terms = []
-            for term in group:
-                clause, param = _pattern("name", term)
-                terms.append(f"SELECT pk FROM recording_names WHERE {clause}")
-                params.append(param)
-            # SQLite applies compound operators left to right: each AND group is a
-            # sub-select of its own so that it binds tighter than the UNION.
-            groups.append("SELECT pk FROM (" + " INTERSECT ".join(terms) + ")")
-        clauses.append("r.pk IN (" + " UNION ".join(groups) + ")")
-    return clauses, params
-
-
 class SQLiteStore:
     """``RecordingStore`` over one SQLite file in WAL mode."""
 
@@ -117,23 +120,11 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._writer = _connect(self.path)
         self._writer.execute("PRAGMA journal_mode = WAL")
-        self._migrate()
+        with self._lock:
+            self.schema_version = migrate(self._writer)
         self.optimize()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"database schema version {version} is newer than this callrec "
-                    f"({SCHEMA_VERSION}); upgrade callrec"
-                )
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -175,22 +166,8 @@ class SQLiteStore:
         after: SearchKey | None = None,
         region: str | None = None,
     ) -> list[Document]:
-        clauses, params = _where(query)
-        clauses.insert(0, "r.ccid = ?")
-        params.insert(0, ccid)
-        if region is not None:
-            clauses.append("r.region = ?")
-            params.append(region)
-        if after is not None:
-            clauses.append("(r.start_ms, r.id) > (?, ?)")
-            params += list(after)
-        sql = (
-            "SELECT r.doc FROM recordings r WHERE "
-            + " AND ".join(clauses)
-            + " ORDER BY r.start_ms, r.id LIMIT ?"
-        )
-        conn = self._read()
-        rows = conn.execute(sql, [*params, limit]).fetchall()
+        sql, params = search_sql(SQLITE, ccid, query, limit=limit, after=after, region=region)
+        rows = self._read().execute(sql, params).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
@@ -207,20 +184,29 @@ class SQLiteStore:
                 except GWSError as error:
                     results.append(error)
                     continue
-                values = (keys.region, keys.start_ms, keys.stop_ms, keys.caller, keys.dialed)
+                values = (
+                    keys.region,
+                    keys.start_ms,
+                    keys.stop_ms,
+                    keys.caller,
+                    keys.dialed,
+                    keys.caller[::-1],
+                    keys.dialed[::-1],
+                )
                 blob = orjson.dumps(merged)
                 if row:
                     pk = row[0]
                     conn.execute(
                         "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
-                        " dialed = ?, doc = ? WHERE pk = ?",
+                        " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
                         (*values, blob, pk),
                     )
                     conn.execute("DELETE FROM recording_names WHERE pk = ?", (pk,))
                 else:
                     pk = conn.execute(
                         "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller,"
-                        " dialed, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " dialed, caller_rev, dialed_rev, doc)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (ccid, keys.id, *values, blob),
                     ).lastrowid
                 conn.executemany(
