@@ -21,7 +21,11 @@ class Services:
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
-        store = open_store(settings.resolved_database_url)
+        store = open_store(
+            settings.resolved_database_url,
+            pool_size=settings.database_pool_size,
+            timeout=settings.database_timeout,
+        )
         try:
             media = LocalMediaStore(settings.resolved_media_dir)
             secret = settings.csrf_secret

@@ -24,7 +24,17 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="Database to use. Unset: `sqlite:///<data_dir>/callrec.db`. "
-        "`sqlite:///PATH` names another SQLite file.",
+        "`sqlite:///PATH` names another SQLite file; `postgresql://USER@HOST:PORT/DB` uses "
+        "PostgreSQL.",
+    )
+    database_pool_size: int = Field(
+        10, ge=1, le=1000, description="PostgreSQL connections per process (at most)."
+    )
+    database_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a PostgreSQL operation may wait (for a connection, to connect, "
+        "or for a statement) before the request fails with statusCode 4.",
     )
     media_dir: Path | None = Field(
         None, description="Local media store directory. Unset: `<data_dir>/media`."

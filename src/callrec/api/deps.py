@@ -23,9 +23,11 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def authenticate(request: Request, services: Services) -> Principal:
     header = request.headers.get("authorization")
-    # Remembered credentials are checked on the loop (a primary-key read); only a slow
-    # password hash goes to a worker thread.
-    user = services.auth.authenticate_cached(header)
+    # Remembered credentials are checked on the loop when that is a local primary-key read;
+    # a slow password hash, or a read over the network, goes to a worker thread.
+    user = None
+    if services.store.fast_point_reads:
+        user = services.auth.authenticate_cached(header)
     if user is None:
         user = await run_in_threadpool(services.auth.authenticate, header)
     return user

@@ -6,6 +6,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from callrec.api import search as searching
@@ -36,8 +37,11 @@ def play_base(request: Request, services: Services) -> str:
 
 
 async def load(services: Services, ccid: str, recording_id: str) -> Document:
-    # A primary-key read is cheaper than the hop to a worker thread and back.
-    doc = services.store.get(ccid, recording_id, services.settings.region)
+    store, region = services.store, services.settings.region
+    if store.fast_point_reads:  # cheaper than the hop to a worker thread and back
+        doc = store.get(ccid, recording_id, region)
+    else:
+        doc = await run_in_threadpool(store.get, ccid, recording_id, region)
     if doc is None:
         raise NotFound("Recording not found")
     return doc

@@ -35,7 +35,12 @@ class User:
 
 
 class RecordingStore(Protocol):
-    """Where recordings and accounts live. Methods are blocking; call them off the event loop."""
+    """Where recordings and accounts live. Methods are blocking; call them off the event loop,
+    except point reads (``get``, ``get_user``) when ``fast_point_reads`` says they never wait
+    on anything but the local disk."""
+
+    fast_point_reads: bool
+    schema_version: int
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         """The recording as stored, or None (also when it is of another region)."""
@@ -85,10 +90,14 @@ class RecordingStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> RecordingStore:
-    """The store for a database URL (``sqlite:///path``)."""
+def open_store(url: str, *, pool_size: int = 10, timeout: float = 5.0) -> RecordingStore:
+    """The store for a database URL (``sqlite:///PATH`` or ``postgresql://...``), migrated."""
     if url.startswith("sqlite:///"):
         from callrec.store.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"))
-    raise ValueError("unsupported database URL scheme (expected sqlite:///PATH)")
+    if url.startswith(("postgresql://", "postgres://")):
+        from callrec.store.postgres import PostgresStore
+
+        return PostgresStore(url, pool_size=pool_size, timeout=timeout)
+    raise ValueError("unsupported database URL (expected sqlite:///PATH or postgresql://...)")

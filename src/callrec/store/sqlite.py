@@ -114,6 +114,8 @@ def _connect(path: str) -> sqlite3.Connection:
 class SQLiteStore:
     """``RecordingStore`` over one SQLite file in WAL mode."""
 
+    fast_point_reads = True
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

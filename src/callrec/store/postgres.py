@@ -1,0 +1,378 @@
+"""The PostgreSQL store: several stateless callrec processes over one database.
+
+psycopg 3 with a connection pool. Every operation is bounded by ``CALLREC_DATABASE_TIMEOUT``
+(pool wait, connect and statement time), and a lost database turns into statusCode 4 rather
+than a hung request; the pool replaces broken connections, so service resumes by itself when
+the database returns. Merges of the same recording from several processes are serialised by a
+transaction-scoped advisory lock per recording, so none loses a media file or an event.
+
+The schema is ready for a distributed PostgreSQL (e.g. Citus with ``ccid`` as the
+distribution column): every key and every join includes ``ccid``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from callrec.errors import GWSError, InternalError
+from callrec.model import index_keys, merge_recordings
+from callrec.query import RecordingQuery
+from callrec.store import Document, SearchKey, User
+from callrec.store.sqlsearch import POSTGRES, search_sql
+
+C = 'COLLATE "C"'  # byte order and exact matching, whatever the database's collation
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "recordings, names index, users, meta",
+        [
+            f"""CREATE TABLE recordings (
+                ccid TEXT {C} NOT NULL,
+                id TEXT {C} NOT NULL,
+                region TEXT,
+                start_ms BIGINT NOT NULL,
+                stop_ms BIGINT,
+                caller TEXT {C} NOT NULL,
+                dialed TEXT {C} NOT NULL,
+                doc TEXT NOT NULL,
+                PRIMARY KEY (ccid, id)
+            )""",
+            "CREATE INDEX recordings_by_start ON recordings (ccid, start_ms, id)",
+            "CREATE INDEX recordings_by_caller ON recordings (ccid, caller)",
+            "CREATE INDEX recordings_by_dialed ON recordings (ccid, dialed)",
+            f"""CREATE TABLE recording_names (
+                ccid TEXT {C} NOT NULL,
+                id TEXT {C} NOT NULL,
+                name TEXT {C} NOT NULL,
+                PRIMARY KEY (ccid, name, id)
+            )""",
+            "CREATE INDEX recording_names_by_recording ON recording_names (ccid, id)",
+            """CREATE TABLE users (
+                name TEXT PRIMARY KEY,
+                password_hash TEXT NOT NULL,
+                role TEXT NOT NULL,
+                ccid TEXT,
+                first_name TEXT,
+                last_name TEXT
+            )""",
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+    ),
+    (
+        2,
+        "reversed numbers, so that suffix patterns use an index",
+        [
+            f"ALTER TABLE recordings ADD COLUMN caller_rev TEXT {C} NOT NULL DEFAULT ''",
+            f"ALTER TABLE recordings ADD COLUMN dialed_rev TEXT {C} NOT NULL DEFAULT ''",
+            "UPDATE recordings SET caller_rev = reverse(caller), dialed_rev = reverse(dialed)",
+            "CREATE INDEX recordings_by_caller_rev ON recordings (ccid, caller_rev)",
+            "CREATE INDEX recordings_by_dialed_rev ON recordings (ccid, dialed_rev)",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+# Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable.
+TRIGRAM_INDEXES = [
+    f"CREATE INDEX IF NOT EXISTS {table}_{column}_trgm ON {table} USING gin ({column} gin_trgm_ops)"
+    for table, column in (
+        ("recordings", "caller"),
+        ("recordings", "dialed"),
+        ("recording_names", "name"),
+    )
+]
+_MIGRATION_LOCK = 0x63616C6C726563  # any constant shared by every callrec process
+
+
+class DatabaseUnavailable(InternalError):
+    default_message = "Database unavailable"
+
+
+def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema up to ``target``; safe when several processes start at once."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY,"
+            " description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        row = conn.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        version: int = (row[0] if row else None) or 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {version} is newer than this callrec "
+                f"({SCHEMA_VERSION}); upgrade callrec"
+            )
+        for number, description, statements in MIGRATIONS:
+            if version < number <= target:
+                for statement in statements:
+                    conn.execute(statement.encode())
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
+                    (number, description),
+                )
+                version = number
+        if version >= 2 and _trigrams_available(conn):
+            for statement in TRIGRAM_INDEXES:
+                conn.execute(statement.encode())
+    return version
+
+
+def _trigrams_available(conn: psycopg.Connection[Any]) -> bool:
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except psycopg.Error:
+        pass  # not installable here: infix patterns scan the number column instead
+    row = conn.execute(
+        "SELECT count(*) FROM pg_opclass WHERE opcname = 'gin_trgm_ops'"
+        " AND pg_opclass_is_visible(oid)"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+class PostgresStore:
+    """``RecordingStore`` over PostgreSQL."""
+
+    # A point read is a network round trip that can stall with the database: never on
+    # the event loop.
+    fast_point_reads = False
+
+    def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        statement_ms = max(1, int(timeout * 1000))
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(f"SET statement_timeout = {statement_ms}")
+
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=timeout,
+            open=False,
+            kwargs={"autocommit": True, "connect_timeout": max(2, int(timeout))},
+            configure=configure,
+            check=ConnectionPool.check_connection,
+            name="callrec",
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except PoolTimeout:
+            self._pool.close()
+            raise ConnectionError(
+                f"PostgreSQL did not answer within {timeout:g} s (CALLREC_DATABASE_URL)"
+            ) from None
+        try:
+            with self._pool.connection() as conn:
+                self.schema_version = migrate(conn)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            raise DatabaseUnavailable() from error
+
+    # Recordings
+
+    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s",
+                (ccid, recording_id),
+            ).fetchone()
+        if row is None or (region is not None and row[1] != region):
+            return None
+        doc: Document = orjson.loads(row[0])
+        return doc
+
+    def search(
+        self,
+        ccid: str,
+        query: RecordingQuery,
+        *,
+        limit: int,
+        after: SearchKey | None = None,
+        region: str | None = None,
+    ) -> list[Document]:
+        sql, params = search_sql(POSTGRES, ccid, query, limit=limit, after=after, region=region)
+        with self._conn() as conn:
+            rows = conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
+        return [orjson.loads(row[0]) for row in rows]
+
+    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+        if not recordings:
+            return []
+        ids = sorted({r["id"] for r in recordings})
+        results: list[Document | GWSError] = []
+        with self._conn() as conn, conn.transaction():
+            # One lock per recording, taken in a fixed order: concurrent merges of the same
+            # recording from any process run one after the other, and never deadlock.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+                " hashtextextended(%s || '/' || x, 0) AS k FROM unnest(%s::text[]) AS x"
+                " ORDER BY k) AS s",
+                (ccid, ids),
+            )
+            current: dict[str, Document] = {
+                rec_id: orjson.loads(doc)
+                for rec_id, doc in conn.execute(
+                    "SELECT id, doc FROM recordings WHERE ccid = %s AND id = ANY(%s)", (ccid, ids)
+                )
+            }
+            changed: dict[str, Document] = {}
+            for incoming in recordings:
+                try:
+                    merged = merge_recordings(current.get(incoming["id"]), incoming)
+                    index_keys(merged)
+                except GWSError as error:
+                    results.append(error)
+                    continue
+                current[merged["id"]] = changed[merged["id"]] = merged
+                results.append(merged)
+            if changed:
+                self._write(conn, ccid, list(changed.values()))
+        return results
+
+    def _write(self, conn: psycopg.Connection[Any], ccid: str, docs: list[Document]) -> None:
+        rows = []
+        names = []
+        for doc in docs:
+            keys = index_keys(doc)
+            rows.append(
+                (
+                    ccid,
+                    keys.id,
+                    keys.region,
+                    keys.start_ms,
+                    keys.stop_ms,
+                    keys.caller,
+                    keys.dialed,
+                    keys.caller[::-1],
+                    keys.dialed[::-1],
+                    orjson.dumps(doc).decode(),
+                )
+            )
+            names += [(ccid, keys.id, name) for name in keys.names]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
+                " caller_rev, dialed_rev, doc) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (ccid, id) DO UPDATE SET region = EXCLUDED.region,"
+                " start_ms = EXCLUDED.start_ms, stop_ms = EXCLUDED.stop_ms,"
+                " caller = EXCLUDED.caller, dialed = EXCLUDED.dialed,"
+                " caller_rev = EXCLUDED.caller_rev, dialed_rev = EXCLUDED.dialed_rev,"
+                " doc = EXCLUDED.doc",
+                rows,
+            )
+            cur.execute(
+                "DELETE FROM recording_names WHERE ccid = %s AND id = ANY(%s)",
+                (ccid, [row[1] for row in rows]),
+            )
+            with cur.copy("COPY recording_names (ccid, id, name) FROM STDIN") as copy:
+                for name_row in names:
+                    copy.write_row(name_row)
+
+    def delete(self, ccid: str, recording_id: str) -> Document | None:
+        with self._conn() as conn, conn.transaction():
+            row = conn.execute(
+                "DELETE FROM recordings WHERE ccid = %s AND id = %s RETURNING doc",
+                (ccid, recording_id),
+            ).fetchone()
+            conn.execute(
+                "DELETE FROM recording_names WHERE ccid = %s AND id = %s", (ccid, recording_id)
+            )
+        if row is None:
+            return None
+        doc: Document = orjson.loads(row[0])
+        return doc
+
+    def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
+        last = ("", "")
+        while True:
+            with self._conn() as conn:
+                rows = conn.execute(
+                    "SELECT ccid, id, doc FROM recordings WHERE (ccid, id) > (%s, %s)"
+                    " AND (%s::text IS NULL OR ccid = %s) ORDER BY ccid, id LIMIT 1000",
+                    (*last, ccid, ccid),
+                ).fetchall()
+            if not rows:
+                return
+            for row_ccid, rec_id, doc in rows:
+                last = (row_ccid, rec_id)
+                yield row_ccid, orjson.loads(doc)
+
+    # Users and keys
+
+    def get_user(self, name: str) -> User | None:
+        with self._conn() as conn:
+            row = conn.execute(
+                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
+                " WHERE name = %s",
+                (name,),
+            ).fetchone()
+        return User(*row) if row else None
+
+    def list_users(self) -> list[User]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
+                " ORDER BY name"
+            ).fetchall()
+        return [User(*row) for row in rows]
+
+    def put_user(self, user: User) -> None:
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO users (name, password_hash, role, ccid, first_name, last_name)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
+                " password_hash = EXCLUDED.password_hash, role = EXCLUDED.role,"
+                " ccid = EXCLUDED.ccid, first_name = EXCLUDED.first_name,"
+                " last_name = EXCLUDED.last_name",
+                (
+                    user.name,
+                    user.password_hash,
+                    user.role,
+                    user.ccid,
+                    user.first_name,
+                    user.last_name,
+                ),
+            )
+
+    def delete_user(self, name: str) -> bool:
+        with self._conn() as conn:
+            return conn.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount > 0
+
+    def secret(self, name: str) -> bytes:
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                (f"secret:{name}", secrets.token_hex(32)),
+            )
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key = %s", (f"secret:{name}",)
+            ).fetchone()
+        assert row is not None
+        return bytes.fromhex(row[0])
+
+    def optimize(self) -> None:
+        with self._conn() as conn:
+            conn.execute("ANALYZE recordings")
+            conn.execute("ANALYZE recording_names")
+
+    def ping(self) -> None:
+        with self._conn() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        self._pool.close()
