@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,52 @@ def password_hash() -> str:
     return hash_password(PASSWORD)
 
 
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_report_header() -> str:
+    from pgserver import postgres_server, unavailable_reason
+
+    if postgres_server() is None:
+        return f"postgresql: UNAVAILABLE, its tests are skipped: {unavailable_reason()}"
+    if os.environ.get("CALLREC_TEST_POSTGRES_URL"):
+        return "postgresql: the server at CALLREC_TEST_POSTGRES_URL"
+    return "postgresql: a throwaway cluster started by the tests"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    from pgserver import postgres_server, unavailable_reason
+
+    server = postgres_server()
+    if server is None:
+        reason = unavailable_reason() or "PostgreSQL is unavailable"
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL tests must run in CI: {reason}")
+        pytest.skip(reason)
+    return server
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of the test's backend: a file, or a PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'callrec.db'}"
+        return
+    from pgserver import fresh_schema
+
+    with fresh_schema(request.getfixturevalue("pg_server")) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
 
 
 @pytest.fixture

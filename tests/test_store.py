@@ -1,9 +1,9 @@
 """The ``RecordingStore`` contract, run against every backend.
 
-Every test speaks only the protocol in ``callrec.store``. To run the suite against another
-backend, add an opener to ``OPENERS``: a function taking the test's ``tmp_path`` and returning
-a callable that opens a *new* store instance on one fresh, shared database each time it is
-called (the suite opens several instances on one database to check what processes share).
+Every test speaks only the protocol in ``callrec.store``, on each backend of conftest's
+``database_url`` fixture (SQLite, PostgreSQL). ``open_another`` opens a *new* store instance
+on the test's one fresh database each time it is called: the suite opens several to check
+what processes share.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,27 +26,17 @@ from conftest import local_recording
 Opener = Callable[[], RecordingStore]
 
 
-def sqlite_opener(tmp_path: Path) -> Opener:
-    url = f"sqlite:///{tmp_path / 'store' / 'callrec.db'}"
-    return lambda: open_store(url)
-
-
-OPENERS: dict[str, Callable[[Path], Opener]] = {
-    "sqlite": sqlite_opener,
-    # "postgresql": postgresql_opener,  # a fresh database or schema per test
-}
-
 ALL = RecordingQuery()  # no criterion: every recording of the contact center
 
 
-@pytest.fixture(params=list(OPENERS))
-def open_another(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens another store instance on the test's database; all are closed afterwards."""
-    opener = OPENERS[request.param](tmp_path)
+@pytest.fixture
+def open_another(database_url: str) -> Iterator[Opener]:
+    """Opens another store instance on the test's database (one per backend, from conftest);
+    all are closed afterwards."""
     opened: list[RecordingStore] = []
 
     def open_one() -> RecordingStore:
-        opened.append(opener())
+        opened.append(open_store(database_url))
         return opened[-1]
 
     yield open_one
@@ -513,7 +502,7 @@ def test_every_query_dimension(
 def test_search_agrees_with_the_reference_matcher_on_demo_data(store: RecordingStore) -> None:
     docs = [validate_recording(d, "demo") for d in demo_recordings(300, media=False, ccid="demo")]
     saved(store, "demo", *docs)
-    stored = [d for _, d in store.iter_recordings("demo")]
+    stored = sorted((d for _, d in store.iter_recordings("demo")), key=search_key)
     first = stored[0]
     caller = "".join(c for c in first["callerPhoneNumber"] if c.isalnum())
     name = first["eventHistory"][1]["contact"]["lastName"]

@@ -62,7 +62,7 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     except (ValueError, binascii.Error):  # incl. UnicodeDecodeError and non-ASCII input
         raise NotAuthenticated() from None
     name, sep, password = decoded.partition(":")
-    if not sep or not name:
+    if not sep or not name or "\x00" in decoded:
         raise NotAuthenticated()
     return name, password
 

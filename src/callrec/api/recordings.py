@@ -16,6 +16,7 @@ from callrec.api.play import play
 from callrec.api.render import external_view
 from callrec.auth import Principal
 from callrec.errors import MissingParameter, NotFound
+from callrec.model import is_safe_name
 from callrec.services import Services
 from callrec.store import Document
 
@@ -37,6 +38,8 @@ def play_base(request: Request, services: Services) -> str:
 
 
 async def load(services: Services, ccid: str, recording_id: str) -> Document:
+    if not is_safe_name(recording_id):  # no such id can exist; never send it to a database
+        raise NotFound("Recording not found")
     store, region = services.store, services.settings.region
     if store.fast_point_reads:  # cheaper than the hop to a worker thread and back
         doc = store.get(ccid, recording_id, region)

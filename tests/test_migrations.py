@@ -1,0 +1,99 @@
+"""Versioned schema migrations: from an empty database, and from the previous version."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+
+from callrec.model import index_keys, merge_recordings
+from callrec.query import parse_query
+from callrec.store import open_store
+from callrec.store import postgres as pg_schema
+from callrec.store import sqlite as sqlite_schema
+from conftest import local_recording
+
+
+def v1_row(rec_id: str, caller: str) -> tuple[Any, ...]:
+    doc = merge_recordings(None, local_recording(rec_id, callerPhoneNumber=caller))
+    keys = index_keys(doc)
+    return (keys.id, keys.region, keys.start_ms, keys.stop_ms, keys.caller, keys.dialed, doc)
+
+
+def write_v1_sqlite(url: str, rows: list[tuple[Any, ...]]) -> None:
+    path = url.removeprefix("sqlite:///")
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert sqlite_schema.migrate(conn, target=1) == 1
+        for rec_id, region, start, stop, caller, dialed, doc in rows:
+            conn.execute(
+                "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed, doc)"
+                " VALUES ('cc1', ?, ?, ?, ?, ?, ?, ?)",
+                (rec_id, region, start, stop, caller, dialed, orjson.dumps(doc)),
+            )
+    finally:
+        conn.close()
+
+
+def write_v1_postgres(url: str, rows: list[tuple[Any, ...]]) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert pg_schema.migrate(conn, target=1) == 1
+        for rec_id, region, start, stop, caller, dialed, doc in rows:
+            conn.execute(
+                "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed, doc)"
+                " VALUES ('cc1', %s, %s, %s, %s, %s, %s, %s)",
+                (rec_id, region, start, stop, caller, dialed, orjson.dumps(doc).decode()),
+            )
+
+
+WRITE_V1 = {"sqlite": write_v1_sqlite, "postgresql": write_v1_postgres}
+
+
+def test_an_empty_database_gets_the_latest_schema(database_url: str) -> None:
+    store = open_store(database_url)
+    try:
+        assert store.schema_version == 2
+        assert store.search("cc1", parse_query({"startTime": "0"}), limit=10) == []
+    finally:
+        store.close()
+
+
+def test_the_previous_version_is_upgraded_with_its_data(backend: str, database_url: str) -> None:
+    if backend == "sqlite":
+        Path(database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
+    WRITE_V1[backend](database_url, [v1_row("old-1", "+16504668888"), v1_row("old-2", "555")])
+    store = open_store(database_url)
+    try:
+        assert store.schema_version == 2
+        # Version 2's reversed numbers were filled in for the rows that were already there.
+        found = store.search("cc1", parse_query({"callerPhoneNumber": "*8888"}), limit=10)
+        assert [doc["id"] for doc in found] == ["old-1"]
+        assert store.get("cc1", "old-2") is not None
+    finally:
+        store.close()
+
+
+def test_migrating_twice_changes_nothing(database_url: str) -> None:
+    open_store(database_url).close()
+    store = open_store(database_url)
+    try:
+        assert store.schema_version == 2
+    finally:
+        store.close()
+
+
+def test_a_newer_schema_is_refused(backend: str, database_url: str) -> None:
+    open_store(database_url).close()
+    if backend == "sqlite":
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        conn.execute("PRAGMA user_version = 99")
+        conn.close()
+    else:
+        with psycopg.connect(database_url, autocommit=True) as pg:
+            pg.execute("INSERT INTO schema_migrations (version, description) VALUES (99, 'x')")
+    with pytest.raises(RuntimeError, match="newer than this callrec"):
+        open_store(database_url)
