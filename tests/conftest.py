@@ -45,23 +45,19 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 def pytest_report_header() -> str:
-    from pgserver import postgres_server, unavailable_reason
+    from pgserver import status_line
 
-    if postgres_server() is None:
-        return f"postgresql: UNAVAILABLE, its tests are skipped: {unavailable_reason()}"
-    if os.environ.get("CALLREC_TEST_POSTGRES_URL"):
-        return "postgresql: the server at CALLREC_TEST_POSTGRES_URL"
-    return "postgresql: a throwaway cluster started by the tests"
+    return status_line()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Any:
-    from pgserver import postgres_server, unavailable_reason
+    from pgserver import postgres_required, postgres_server, unavailable_reason
 
     server = postgres_server()
     if server is None:
         reason = unavailable_reason() or "PostgreSQL is unavailable"
-        if os.environ.get("CI"):
+        if postgres_required() or os.environ.get("CI"):
             pytest.fail(f"PostgreSQL tests must run in CI: {reason}")
         pytest.skip(reason)
     return server

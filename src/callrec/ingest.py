@@ -14,8 +14,9 @@ from callrec.media.locations import Storages
 from callrec.model import validate_recording
 from callrec.store import Document
 
-# Long digit runs or exponents: numbers orjson would turn into lossy floats.
-_BIG_NUMBER = re.compile(rb"\d{16,}|[eE][+-]?\d{3,}")
+# orjson turns integers beyond 64 bits, and decimals with more digits than a double holds,
+# into lossy floats; all of them have a run of 17 or more digits. (Huge exponents it refuses.)
+_BIG_NUMBER = re.compile(rb"[0-9]{17}")
 _INT64 = range(-(2**63), 2**63)
 
 

@@ -21,6 +21,7 @@ Summary of the rules:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -298,6 +299,9 @@ def _bad_instant(name: str) -> InvalidParameter:
     )
 
 
+# Ingest parses each time several times over (validation, merge, index keys): remember the
+# last few thousand.
+@functools.lru_cache(maxsize=4096)
 def _parse_instant(value: str) -> int | None:
     """Epoch ms of ``value``, or None when it has none of the accepted shapes.
 
@@ -332,6 +336,7 @@ def _offset_minutes(m: re.Match[str]) -> int:
     return -total if m["sign"] == "-" else total
 
 
+@functools.lru_cache(maxsize=4096)
 def format_instant(ms: int) -> str:
     """Format epoch milliseconds as ``yyyy-MM-ddTHH:mm:ss.SSS+0000`` (UTC).
 
