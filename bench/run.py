@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -104,14 +105,22 @@ def run_wrk(port: int, paths_file: Path, seconds: float, connections: int) -> fl
     return float(line.split()[1])
 
 
-def prepare_data(data_dir: Path, size: int, env: dict[str, str]) -> tuple[list[dict], float]:
+def generate(work: Path, size: int) -> tuple[Path, list[dict]]:
     from callrec.demo import demo_jsonl
 
-    jsonl = data_dir / "recordings.jsonl"
+    jsonl = work / "recordings.jsonl"
     demo_jsonl(jsonl, size, seed=7, media=False)
+    with jsonl.open() as handle:
+        sample = [json.loads(line) for _, line in zip(range(20000), handle, strict=False)]
+    return jsonl, sample
+
+
+def load(jsonl: Path, size: int, env: dict[str, str]) -> float:
+    """Import through the real CLI and add the benchmark's admin; returns recordings/s."""
+    callrec = str(BIN / "callrec")
     started = time.perf_counter()
     subprocess.run(
-        [BIN / "callrec", "import", str(jsonl), "--contact-center", CCID],
+        [callrec, "import", str(jsonl), "--contact-center", CCID],
         env=env,
         check=True,
         stderr=subprocess.DEVNULL,
@@ -119,7 +128,7 @@ def prepare_data(data_dir: Path, size: int, env: dict[str, str]) -> tuple[list[d
     rate = size / (time.perf_counter() - started)
     subprocess.run(
         [
-            BIN / "callrec",
+            callrec,
             "users",
             "add",
             "bench-admin",
@@ -134,9 +143,7 @@ def prepare_data(data_dir: Path, size: int, env: dict[str, str]) -> tuple[list[d
         check=True,
         stderr=subprocess.DEVNULL,
     )
-    with jsonl.open() as handle:
-        sample = [json.loads(line) for _, line in zip(range(20000), handle, strict=False)]
-    return sample, rate
+    return rate
 
 
 def normalise(number: str) -> str:
@@ -239,12 +246,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure_search(port: int, classes: dict[str, list[dict[str, str]]]) -> list[tuple]:
+@dataclass
+class SearchResult:
+    name: str
+    p50: float
+    p95: float
+    p99: float
+    median_hits: float
+    answers: list[list[str]]  # the ids each query returned, to compare backends
+
+
+def measure_search(port: int, classes: dict[str, list[dict[str, str]]]) -> list[SearchResult]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": auth_header()}
     rows = []
     for name, queries in classes.items():
-        times, hits = [], []
+        times, answers = [], []
         for params in queries * 2:  # the first pass warms caches; both are measured
             started = time.perf_counter()
             conn.request("GET", "/api/v2/recordings?" + urlencode(params), headers=headers)
@@ -253,17 +270,116 @@ def measure_search(port: int, classes: dict[str, list[dict[str, str]]]) -> list[
             times.append((time.perf_counter() - started) * 1000)
             if response.status != 200:
                 raise SystemExit(f"{name}: {response.status} {body[:200]!r}")
-            hits.append(len(json.loads(body)["recordings"]))
+            answers.append([r["id"] for r in json.loads(body)["recordings"]])
+        hits = statistics.median(len(a) for a in answers)
         rows.append(
-            (
+            SearchResult(
                 name,
                 percentile(times, 0.5),
                 percentile(times, 0.95),
                 percentile(times, 0.99),
-                statistics.median(hits),
+                hits,
+                answers,
             )
         )
     return rows
+
+
+def fresh_postgres_database(admin_url: str) -> str:
+    """Drop and create the ``callrec_bench`` database; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS callrec_bench")
+        conn.execute("CREATE DATABASE callrec_bench")
+    head, _, _ = admin_url.rpartition("/")
+    return f"{head}/callrec_bench"
+
+
+@dataclass
+class BackendRun:
+    backend: str
+    import_rate: float
+    get_rates: list[float]
+    bare_rates: list[float]
+    search: list[SearchResult]
+
+
+def run_backend(
+    backend: str, args: argparse.Namespace, work: Path, jsonl: Path, sample: list[dict]
+) -> BackendRun:
+    env = {
+        **os.environ,
+        "CALLREC_DATA_DIR": str(work / backend),
+        "CALLREC_LOG_LEVEL": "warning",
+        "CALLREC_DATABASE_URL": (
+            fresh_postgres_database(args.postgres_url) if backend == "postgresql" else ""
+        ),
+    }
+    print(f"[{backend}] importing {args.size:,} recordings ...", file=sys.stderr)
+    import_rate = load(jsonl, args.size, env)
+    paths = work / "paths.txt"
+    paths.write_text("".join(f"/api/v2/recordings/{r['id']}\n" for r in sample[:5000]))
+    port, bare_port = free_port(), free_port()
+    callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
+    bare = [
+        str(BIN / "uvicorn"),
+        "bare_app:app",
+        "--port",
+        str(bare_port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--app-dir",
+        str(HERE),
+    ]
+    run = BackendRun(backend, import_rate, [], [], [])
+    with serving(callrec, port, env, "/healthz"), serving(bare, bare_port, env, "/"):
+        print(f"[{backend}] GET /recordings/{{id}} against the bare endpoint ...", file=sys.stderr)
+        for warm in (port, bare_port):  # caches, and the one slow password check
+            run_wrk(warm, paths, 1, args.connections)
+        for _ in range(args.rounds):
+            run.get_rates.append(run_wrk(port, paths, args.duration, args.connections))
+            run.bare_rates.append(run_wrk(bare_port, paths, args.duration, args.connections))
+        print(f"[{backend}] search latency ...", file=sys.stderr)
+        run.search = measure_search(port, query_classes(sample, random.Random(11)))
+    return run
+
+
+def report(args: argparse.Namespace, runs: list[BackendRun]) -> None:
+    print(f"\n## callrec benchmark: {args.size:,} recordings\n")
+    print(
+        "| backend | import, recordings/s | GET /recordings/{id}, requests/s (rounds) "
+        "| bare Starlette JSON, requests/s (rounds) | ratio of medians |"
+    )
+    print("|---|---|---|---|---|")
+    for run in runs:
+        ours, base = statistics.median(run.get_rates), statistics.median(run.bare_rates)
+        print(
+            f"| {run.backend} | {run.import_rate:,.0f} | {ours:,.0f} ({fmt(run.get_rates)}) "
+            f"| {base:,.0f} ({fmt(run.bare_rates)}) | **{ours / base:.0%}** |"
+        )
+    header = " | ".join(f"{r.backend} p50 | {r.backend} p95 | {r.backend} p99" for r in runs)
+    print(f"\n| query class | {header} | median results |")
+    print("|---|" + "---|" * (3 * len(runs)) + "---|")
+    for i, row in enumerate(runs[0].search):
+        cells = " | ".join(
+            f"{r.search[i].p50:.1f} | {r.search[i].p95:.1f} | {r.search[i].p99:.1f}" for r in runs
+        )
+        print(f"| {row.name} | {cells} | {row.median_hits:g} |")
+    if len(runs) > 1:
+        same = all(
+            r.search[i].answers == runs[0].search[i].answers
+            for r in runs[1:]
+            for i in range(len(runs[0].search))
+        )
+        print(f"\nEvery query returned the same recordings on every backend: {same}")
+        if not same:
+            raise SystemExit("backends disagree")
+
+
+def fmt(values: list[float]) -> str:
+    return ", ".join(f"{v:,.0f}" for v in values)
 
 
 def main() -> None:
@@ -272,55 +388,23 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
     parser.add_argument("--rounds", type=int, default=3, help="alternated A/B rounds")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite,postgresql")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "CALLREC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="an admin URL; the benchmark (re)creates a database callrec_bench beside it",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
-    env = {**os.environ, "CALLREC_DATA_DIR": str(work / "data"), "CALLREC_LOG_LEVEL": "warning"}
     try:
-        print(f"generating and importing {args.size} recordings ...", file=sys.stderr)
-        sample, import_rate = prepare_data(work, args.size, env)
-        rng = random.Random(11)
-        paths = work / "paths.txt"
-        paths.write_text("".join(f"/api/v2/recordings/{r['id']}\n" for r in sample[:5000]))
-        port, bare_port = free_port(), free_port()
-        callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
-        bare = [
-            str(BIN / "uvicorn"),
-            "bare_app:app",
-            "--port",
-            str(bare_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--app-dir",
-            str(HERE),
-        ]
-        results: dict[str, list[float]] = {"callrec": [], "bare": []}
-        with serving(callrec, port, env, "/healthz"), serving(bare, bare_port, env, "/"):
-            print("measuring GET /recordings/{id} ...", file=sys.stderr)
-            for warm in (port, bare_port):  # caches, and the one slow password check
-                run_wrk(warm, paths, 1, args.connections)
-            for _ in range(args.rounds):
-                results["callrec"].append(run_wrk(port, paths, args.duration, args.connections))
-                results["bare"].append(run_wrk(bare_port, paths, args.duration, args.connections))
-            print("measuring search latency ...", file=sys.stderr)
-            search_rows = measure_search(port, query_classes(sample, rng))
-        ours, base = statistics.median(results["callrec"]), statistics.median(results["bare"])
-        print(f"\n## callrec benchmark: {args.size} recordings, SQLite\n")
-        print(f"import: {import_rate:,.0f} recordings/s\n")
-        print("| GET /api/v2/recordings/{id} | requests/s (median of rounds) |")
-        print("|---|---|")
-        print(f"| callrec | {ours:,.0f} ({', '.join(f'{x:,.0f}' for x in results['callrec'])}) |")
-        print(
-            f"| bare Starlette JSON | {base:,.0f} "
-            f"({', '.join(f'{x:,.0f}' for x in results['bare'])}) |"
-        )
-        print(f"| **ratio** | **{ours / base:.0%}** |\n")
-        print("| query class | p50 ms | p95 ms | p99 ms | median results |")
-        print("|---|---|---|---|---|")
-        for name, p50, p95, p99, hits in search_rows:
-            print(f"| {name} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {hits:g} |")
+        print(f"generating {args.size:,} recordings ...", file=sys.stderr)
+        jsonl, sample = generate(work, args.size)
+        runs = [run_backend(b, args, work, jsonl, sample) for b in args.backends.split(",")]
+        report(args, runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
