@@ -112,7 +112,12 @@ class Authenticator:
 
     def authenticate(self, header: str | None) -> Principal:
         """The full check, paying for the slow hash when the result is not remembered."""
-        name, password = parse_basic(header)
+        return self.check_password(*parse_basic(header))
+
+    def check_password(self, name: str, password: str) -> Principal:
+        """The caller named ``name`` if ``password`` is theirs (Basic auth, console sign-in)."""
+        if not name or "\x00" in name + password:
+            raise NotAuthenticated("Invalid user name or password")
         user = self._store.get_user(name)
         if user is None:
             # Spend the same time as for a wrong password: user names are not revealed.
