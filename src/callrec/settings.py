@@ -39,6 +39,28 @@ class Settings(BaseSettings):
     media_dir: Path | None = Field(
         None, description="Local media store directory. Unset: `<data_dir>/media`."
     )
+    storage_config: Path | None = Field(
+        None,
+        description="TOML file declaring the media storages (WebDAV servers, S3 buckets) and "
+        "their credentials; see docs/storage.md. Unset: only the local media directory.",
+    )
+    upload_storage: str = Field(
+        "local", description="Name of the storage that receives `PUT .../media/{mediaId}` uploads."
+    )
+    delete_external_media: bool = Field(
+        False,
+        description="Whether deleting a recording also deletes its media files on external "
+        "storages (WebDAV, S3). Files callrec uploaded itself are always deleted.",
+    )
+    storage_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a media storage may take to answer before playback fails with "
+        "504 (and 502 when it fails).",
+    )
+    session_seconds: float = Field(
+        8 * 3600.0, gt=0, description="Lifetime of a web console session, in seconds."
+    )
     public_url: str | None = Field(
         None,
         description="Scheme, host and port used as the base of every `mediaUri` "
