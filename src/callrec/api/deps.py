@@ -11,6 +11,7 @@ from callrec.auth import CSRF_HEADER, Principal
 from callrec.errors import InvalidParameter
 from callrec.model import is_safe_name
 from callrec.services import Services
+from callrec.web.sessions import COOKIE_METHODS, current_session
 
 
 async def get_services(request: Request) -> Services:
@@ -23,6 +24,12 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def authenticate(request: Request, services: Services) -> Principal:
     header = request.headers.get("authorization")
+    if header is None and request.method in COOKIE_METHODS:
+        # The web console's session cookie lets the browser read and play (<audio> cannot
+        # send Basic credentials); writes never accept it.
+        session = await current_session(request, services)
+        if session is not None:
+            return session.user
     # Remembered credentials are checked on the loop when that is a local primary-key read;
     # a slow password hash, or a read over the network, goes to a worker thread.
     user = None
