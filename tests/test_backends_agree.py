@@ -200,3 +200,34 @@ def test_edge_recordings_are_loaded(stores: Any) -> None:
     for store in stores:
         assert store.get(CCID, "edge-1")["callerPhoneNumber"] == "sip:Alice_%x@pbx.example.com"
         assert "stopTime" not in store.get(CCID, "edge-3")
+
+
+@pytest.fixture
+def dense_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every predicate planned as dense: the time-ordered walk instead of index lookups."""
+    from callrec.store import postgres as pg_store
+    from callrec.store import sqlite as sqlite_store
+    from callrec.store.sqlsearch import Plan
+
+    def dense(*_: Any) -> Plan:
+        return Plan(dense_names=True, dense_numbers=frozenset({"caller", "dialed"}))
+
+    monkeypatch.setattr(sqlite_store, "plan_search", dense)
+    monkeypatch.setattr(pg_store, "plan_search", dense)
+
+
+@pytest.mark.usefixtures("dense_plans")
+@pytest.mark.parametrize("n", QUERIES[::3])
+def test_the_dense_plan_gives_the_same_answers(
+    n: int, data: list[dict[str, Any]], stores: tuple[RecordingStore, RecordingStore]
+) -> None:
+    params = random_query(random.Random(SEED + n), data)
+    expected = sorted(
+        (d for d in data_docs(stores[0]) if matches(parse_query(params), d)), key=search_key
+    )
+    for store in stores:
+        assert all_ids(store, params) == [d["id"] for d in expected], params
+
+
+def data_docs(store: RecordingStore) -> list[dict[str, Any]]:
+    return store.search(CCID, parse_query({"startTime": "0"}), limit=10_000)

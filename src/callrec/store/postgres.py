@@ -25,7 +25,7 @@ from callrec.errors import GWSError, InternalError
 from callrec.model import index_keys, merge_recordings
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User
-from callrec.store.sqlsearch import POSTGRES, search_sql
+from callrec.store.sqlsearch import POSTGRES, plan_search, search_sql
 
 C = 'COLLATE "C"'  # byte order and exact matching, whatever the database's collation
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -205,8 +205,21 @@ class PostgresStore:
         after: SearchKey | None = None,
         region: str | None = None,
     ) -> list[Document]:
-        sql, params = search_sql(POSTGRES, ccid, query, limit=limit, after=after, region=region)
         with self._conn() as conn:
+
+            def count(sql: str, params: list[Any], cap: int) -> int:
+                text = f"SELECT count(*) FROM ({sql} LIMIT {cap}) AS c".replace("?", "%s")
+                row = conn.execute(text.encode(), params).fetchone()
+                return int(row[0]) if row else 0
+
+            estimate = conn.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = to_regclass('recordings')"
+            ).fetchone()
+            total = int(estimate[0]) if estimate and estimate[0] > 0 else 0
+            plan = plan_search(POSTGRES, ccid, query, limit, total, count)
+            sql, params = search_sql(
+                POSTGRES, ccid, query, limit=limit, after=after, region=region, plan=plan
+            )
             rows = conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 

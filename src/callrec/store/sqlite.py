@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -22,7 +23,7 @@ from callrec.errors import GWSError
 from callrec.model import index_keys, merge_recordings
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User
-from callrec.store.sqlsearch import SQLITE, search_sql
+from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 
 # Versioned schema: each entry upgrades the previous version; a new database runs them all.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -168,8 +169,18 @@ class SQLiteStore:
         after: SearchKey | None = None,
         region: str | None = None,
     ) -> list[Document]:
-        sql, params = search_sql(SQLITE, ccid, query, limit=limit, after=after, region=region)
-        rows = self._read().execute(sql, params).fetchall()
+        conn = self._read()
+
+        def count(sql: str, params: list[Any], cap: int) -> int:
+            row = conn.execute(f"SELECT count(*) FROM ({sql} LIMIT {cap})", params).fetchone()
+            return int(row[0])
+
+        total = conn.execute("SELECT max(pk) FROM recordings").fetchone()[0] or 0
+        plan = plan_search(SQLITE, ccid, query, limit, total, count)
+        sql, params = search_sql(
+            SQLITE, ccid, query, limit=limit, after=after, region=region, plan=plan
+        )
+        rows = conn.execute(sql, params).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:

@@ -10,6 +10,7 @@ into ``%s`` (no other ``?`` or ``%`` ever appears in the generated text).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +33,62 @@ class Dialect:
     match_op: str  # "GLOB ?" / "LIKE ? ESCAPE '\\'"
     names_key: str  # the recordings column the names table refers to
     names_ccid: bool  # whether names are keyed by contact center too (distribution key)
+    names_join: str  # correlates recording_names n with recordings r
+    no_index: str  # prefix that keeps the planner from using an index for a term
 
 
-SQLITE = Dialect(to_glob, "GLOB ?", "pk", names_ccid=False)
-POSTGRES = Dialect(to_like, "LIKE ? ESCAPE '\\'", "id", names_ccid=True)
+SQLITE = Dialect(to_glob, "GLOB ?", "pk", False, "n.pk = r.pk", "+")
+POSTGRES = Dialect(to_like, "LIKE ? ESCAPE '\\'", "id", True, "n.ccid = r.ccid AND n.id = r.id", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Which predicates are dense. A dense predicate is answered by walking recordings in
+    (startTime, id) order and stopping at the page's end; a sparse one by collecting its
+    matches from an index and sorting them. Which is cheaper depends on how many match."""
+
+    dense_names: bool = False
+    dense_numbers: frozenset[str] = frozenset()  # of "caller", "dialed"
+
+
+CountUpTo = Callable[[str, list[Any], int], int]
+
+
+def plan_search(
+    dialect: Dialect, ccid: str, query: RecordingQuery, limit: int, total: int, count: CountUpTo
+) -> Plan:
+    """Decide per predicate from a bounded count of its index entries.
+
+    Walking in time order reads about ``limit * total / matches`` rows; collecting reads
+    ``matches``. They cross near ``sqrt(limit * total)``: count up to that and no further.
+    """
+    cap = max(1000, math.isqrt(limit * max(total, 1)))
+    dense_numbers = set()
+    for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
+        if pattern is None or pattern == "*":
+            continue
+        clause, param = _number(dialect, f"r.{name}", pattern)
+        if param.startswith(("*", "%")):
+            continue  # no index range to count in: the time-ordered walk it is
+        sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
+        if count(sql, [ccid, param], cap) >= cap:
+            dense_numbers.add(name)
+    dense_names = False
+    for group in query.user or ():
+        # The OR of groups is as dense as its densest group. Terms joined by AND may each be
+        # common yet rarely meet (a common first name AND a common last name): a walk could
+        # then read far, while intersecting their index entries stays bounded by their sizes.
+        if len(group) == 1 and count(*_name_term(dialect, ccid, group[0]), cap) >= cap:
+            dense_names = True
+            break
+    return Plan(dense_names, frozenset(dense_numbers))
+
+
+def _name_term(dialect: Dialect, ccid: str, term: str) -> tuple[str, list[Any]]:
+    clause, param = _match(dialect, "name", term)
+    if dialect.names_ccid:
+        return f"SELECT 1 FROM recording_names WHERE ccid = ? AND {clause}", [ccid, param]
+    return f"SELECT 1 FROM recording_names WHERE {clause}", [param]
 
 
 def _match(dialect: Dialect, column: str, pattern: str) -> tuple[str, str]:
@@ -51,6 +104,22 @@ def _number(dialect: Dialect, column: str, pattern: str) -> tuple[str, str]:
     if pattern.startswith("*") and not pattern.endswith("*"):
         return _match(dialect, f"{column}_rev", pattern[::-1])
     return _match(dialect, column, pattern)
+
+
+def _names_walk(dialect: Dialect, user: tuple[tuple[str, ...], ...]) -> tuple[str, list[Any]]:
+    """Per recording, in time order: does some group have every term among its names?"""
+    params: list[Any] = []
+    groups = []
+    for group in user:
+        terms = []
+        for term in group:
+            clause, param = _match(dialect, "n.name", term)
+            terms.append(
+                f"EXISTS (SELECT 1 FROM recording_names n WHERE {dialect.names_join} AND {clause})"
+            )
+            params.append(param)
+        groups.append("(" + " AND ".join(terms) + ")")
+    return "(" + " OR ".join(groups) + ")", params
 
 
 def _names(dialect: Dialect, ccid: str, user: tuple[tuple[str, ...], ...]) -> tuple[str, list[Any]]:
@@ -82,12 +151,16 @@ def search_sql(
     limit: int,
     after: SearchKey | None,
     region: str | None,
+    plan: Plan = Plan(),
 ) -> tuple[str, list[Any]]:
     """``SELECT r.doc ...`` for one page of matches in (startTime, id) order."""
     clauses = ["r.ccid = ?"]
     params: list[Any] = [ccid]
-    for column, pattern in (("r.caller", query.caller), ("r.dialed", query.dialed)):
+    for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is not None and pattern != "*":
+            column = f"r.{name}"
+            if name in plan.dense_numbers:
+                column = dialect.no_index + column
             clause, param = _number(dialect, column, pattern)
             clauses.append(clause)
             params.append(param)
@@ -99,7 +172,8 @@ def search_sql(
         clauses.append("r.stop_ms <= ? AND r.start_ms <= ?")
         params += [query.end_before, query.end_before]
     if query.user:
-        clause, names_params = _names(dialect, ccid, query.user)
+        walk = _names_walk(dialect, query.user) if plan.dense_names else None
+        clause, names_params = walk or _names(dialect, ccid, query.user)
         clauses.append(clause)
         params += names_params
     if region is not None:
