@@ -204,8 +204,8 @@ def test_edge_recordings_are_loaded(stores: Any) -> None:
 
 @pytest.fixture
 def dense_plans(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every predicate planned as dense: the time-ordered walk instead of index lookups."""
-    from callrec.store import postgres as pg_store
+    """Every predicate planned as dense: the time-ordered walk instead of index lookups.
+    (SQLite plans per query; PostgreSQL leaves the choice to its own planner.)"""
     from callrec.store import sqlite as sqlite_store
     from callrec.store.sqlsearch import Plan
 
@@ -213,7 +213,6 @@ def dense_plans(monkeypatch: pytest.MonkeyPatch) -> None:
         return Plan(dense_names=True, dense_numbers=frozenset({"caller", "dialed"}))
 
     monkeypatch.setattr(sqlite_store, "plan_search", dense)
-    monkeypatch.setattr(pg_store, "plan_search", dense)
 
 
 @pytest.mark.usefixtures("dense_plans")

@@ -31,14 +31,23 @@ class Dialect:
 
     wildcard: Callable[[str], str]
     match_op: str  # "GLOB ?" / "LIKE ? ESCAPE '\\'"
-    names_key: str  # the recordings column the names table refers to
+    names_key: str  # the names table's columns that identify a recording
+    names_member: str  # the same of the recordings row r
     names_ccid: bool  # whether names are keyed by contact center too (distribution key)
     names_join: str  # correlates recording_names n with recordings r
     no_index: str  # prefix that keeps the planner from using an index for a term
 
 
-SQLITE = Dialect(to_glob, "GLOB ?", "pk", False, "n.pk = r.pk", "+")
-POSTGRES = Dialect(to_like, "LIKE ? ESCAPE '\\'", "id", True, "n.ccid = r.ccid AND n.id = r.id", "")
+SQLITE = Dialect(to_glob, "GLOB ?", "pk", "r.pk", False, "n.pk = r.pk", "+")
+POSTGRES = Dialect(
+    to_like,
+    "LIKE ? ESCAPE '\\'",
+    "ccid, id",
+    "(r.ccid, r.id)",  # the whole key, so that the primary key answers the membership
+    True,
+    "n.ccid = r.ccid AND n.id = r.id",
+    "",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +149,7 @@ def _names(dialect: Dialect, ccid: str, user: tuple[tuple[str, ...], ...]) -> tu
         # Compound operators apply left to right (SQLite) : each AND group is a sub-select
         # of its own, so that it binds tighter than the UNION.
         groups.append(f"SELECT {key} FROM (" + " INTERSECT ".join(terms) + ") AS g")
-    return f"r.{key} IN (" + " UNION ".join(groups) + ")", params
+    return f"{dialect.names_member} IN (" + " UNION ".join(groups) + ")", params
 
 
 def search_sql(
