@@ -12,6 +12,7 @@ distribution column): every key and every join includes ``ccid``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -96,6 +97,17 @@ TRIGRAM_INDEXES = [
 _MIGRATION_LOCK = 0x63616C6C726563  # any constant shared by every callrec process
 
 
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class DatabaseUnavailable(InternalError):
     default_message = "Database unavailable"
 
@@ -165,10 +177,15 @@ class PostgresStore:
             kwargs={"autocommit": True, "connect_timeout": max(2, int(timeout))},
             configure=configure,
             check=ConnectionPool.check_connection,
+            # Give up on a failing connection attempt after the timeout, rather than backing
+            # off for minutes: the next request tries afresh, so service resumes as soon as
+            # the database is back.
+            reconnect_timeout=timeout,
             name="callrec",
         )
         try:
-            self._pool.open(wait=True, timeout=timeout)
+            with _quiet("psycopg.pool"):  # the caller reports a failure in one line
+                self._pool.open(wait=True, timeout=timeout)
         except PoolTimeout:
             self._pool.close()
             raise ConnectionError(
