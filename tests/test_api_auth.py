@@ -334,3 +334,16 @@ def test_role_change_takes_effect_at_once(
     moved = seeded.get("/api/v2/recordings/rec-1", headers=basic("alice"))
     assert moved.json()["recording"]["callType"] == "cc2"
     assert_error(seeded.get("/api/v2/recordings/only-cc1", headers=basic("alice")), 404, 6)
+
+
+@pytest.mark.parametrize("ccid", ["..", "a/b", "a\u0000b", "x" * 200])
+def test_ops_contact_center_id_on_the_external_api_is_checked(
+    client: TestClient, ccid: str
+) -> None:
+    response = client.get(
+        "/api/v2/recordings",
+        params={"startTime": "0", "contactCenterId": ccid},
+        headers=basic("recorder"),
+    )
+    assert response.status_code == 400
+    assert response.json()["statusCode"] == 2

@@ -15,7 +15,7 @@ from callrec.api.errors import GWSResponse
 from callrec.api.play import play
 from callrec.api.render import external_view
 from callrec.auth import Principal
-from callrec.errors import MissingParameter, NotFound
+from callrec.errors import InvalidParameter, MissingParameter, NotFound
 from callrec.model import is_safe_name
 from callrec.services import Services
 from callrec.store import Document
@@ -30,6 +30,8 @@ def scope(user: Principal, request: Request) -> str:
     ccid = request.query_params.get("contactCenterId")
     if not ccid:
         raise MissingParameter("OPS accounts must give contactCenterId")
+    if not is_safe_name(ccid):
+        raise InvalidParameter("contactCenterId is not valid")
     return ccid
 
 
