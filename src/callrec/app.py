@@ -17,6 +17,8 @@ from callrec.api.fastpath import FastReadsApp
 from callrec.errors import GWSError, InternalError
 from callrec.services import Services
 from callrec.settings import Settings
+from callrec.web import router as console
+from callrec.web.sessions import open_sessions
 
 health = APIRouter(tags=["health"])
 
@@ -38,6 +40,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         owned = services is None
         app.state.services = services or Services.open(settings)
         try:
+            app.state.sessions = open_sessions(app.state.services)
             yield
         finally:
             if owned:
@@ -66,6 +69,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.include_router(router, prefix=settings.root_path)
     if settings.root_path:
         app.include_router(health)
+    console.install(app, settings)  # last: its HTML 404 route must come after every API route
     return app
 
 

@@ -74,9 +74,7 @@ def _unb64(text: str) -> bytes:
 class SessionManager:
     """Issues and checks session tokens and the console's form (CSRF) tokens."""
 
-    def __init__(
-        self, key: bytes, lifetime: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, key: bytes, lifetime: float, clock: Callable[[], float] = time.time) -> None:
         self._sign_key = hmac.new(key, b"callrec session token", hashlib.sha256).digest()
         self._form_key = hmac.new(key, b"callrec form token", hashlib.sha256).digest()
         self.lifetime = lifetime

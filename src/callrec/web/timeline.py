@@ -16,12 +16,12 @@ from callrec.web.views import Contact, contact_of, duration, instant_ms, text, w
 WIDTH = 1000
 LABEL_WIDTH = 250
 PLOT_LEFT = LABEL_WIDTH + 10
-PLOT_RIGHT = WIDTH - 24
+PLOT_RIGHT = WIDTH - 36
 ROW_HEIGHT = 44
 BAR_HEIGHT = 20
 TOP = 8
 AXIS_HEIGHT = 44
-MAX_LABEL = 28
+MAX_LABEL = 24
 MIN_BAR = 3.0
 TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200)
 
@@ -51,6 +51,12 @@ class Lane:
     def label(self) -> str:
         name = self.contact.name
         return name if len(name) <= MAX_LABEL else name[: MAX_LABEL - 1] + "…"
+
+    @property
+    def css(self) -> str:
+        """A class naming the participant's type (``kind-agent``), for the bar colour."""
+        kind = "".join(c for c in self.contact.kind.lower() if c.isascii() and c.isalnum())
+        return f"kind-{kind or 'other'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +125,7 @@ def build_timeline(doc: Document) -> Timeline | None:
         until = "still on the call" if ongoing else f"left at {duration(end - lo)}"
         title = (
             f"{lane.contact.name}: joined at {duration(begin - lo)}, {until} "
-            f"({when(begin)[11:]}–{when(end)[11:]} UTC)"
+            f"({when(begin)[11:]} to {when(end)[11:]} UTC)"
         )
         return Bar(left, max(MIN_BAR, round(right - left, 1)), title, ongoing)
 

@@ -170,6 +170,14 @@ class RecordingRow:
     call_type: str
     extra: list[tuple[str, str]]
 
+    @property
+    def media_summary(self) -> str:
+        """``2 · audio/wav`` for the results table."""
+        if not self.media:
+            return "none"
+        kinds = sorted({m.type for m in self.media if m.type})
+        return f"{len(self.media)} · {', '.join(kinds)}" if kinds else str(len(self.media))
+
 
 def recording_row(doc: Document) -> RecordingRow:
     start, stop = instant_ms(doc.get("startTime")), instant_ms(doc.get("stopTime"))
@@ -194,9 +202,35 @@ def recording_row(doc: Document) -> RecordingRow:
     )
 
 
-def media_summary(row: RecordingRow) -> str:
-    """``2 · audio/wav`` for the results table."""
-    if not row.media:
-        return "none"
-    kinds = sorted({m.type for m in row.media if m.type})
-    return f"{len(row.media)} · {', '.join(kinds)}" if kinds else str(len(row.media))
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    at: str
+    offset: str
+    event: str
+    name: str
+    kind: str
+
+
+def event_rows(doc: Document) -> list[EventRow]:
+    """eventHistory as a table, times relative to the start of the call."""
+    start = instant_ms(doc.get("startTime"))
+    rows = []
+    events = doc.get("eventHistory")
+    for event in events if isinstance(events, list) else []:
+        if not isinstance(event, dict):
+            continue
+        at = instant_ms(event.get("occurredAt"))
+        contact = contact_of(event)
+        offset = ""
+        if at is not None and start is not None:
+            offset = ("-" if at < start else "") + duration(abs(at - start))
+        rows.append(
+            EventRow(
+                at=when(at) or text(event.get("occurredAt")),
+                offset=offset,
+                event=text(event.get("event")),
+                name=contact.name if contact else "",
+                kind=contact.kind if contact else "",
+            )
+        )
+    return rows
