@@ -288,7 +288,11 @@ def put(store: LocalMediaStore, key: str, chunks: AsyncIterator[bytes], limit: i
 
 def read_range(store: LocalMediaStore, key: str, start: int, end: int) -> list[bytes]:
     async def collect() -> list[bytes]:
-        return [chunk async for chunk in store.open_range(key, start, end)]
+        body = await store.open_range(key, start, end)
+        try:
+            return [chunk async for chunk in body]
+        finally:
+            await body.aclose()
 
     return anyio.run(collect)
 
@@ -505,3 +509,142 @@ def test_a_symlink_inside_the_root_is_followed(store: LocalMediaStore, root: Pat
     put(store, "cc1/r/real.wav", stream([b"inside"]), 100)
     (root / "cc1" / "r" / "alias.wav").symlink_to(root / "cc1" / "r" / "real.wav")
     assert b"".join(read_range(store, "cc1/r/alias.wav", 0, 5)) == b"inside"
+
+
+def test_special_files_are_not_media(store: LocalMediaStore, root: Path) -> None:
+    (root / "cc1" / "dir.wav").mkdir(parents=True)
+    os.mkfifo(root / "cc1" / "fifo.wav")  # opening it must not wait for a writer
+    for key in ("cc1/dir.wav", "cc1/fifo.wav", "cc1"):
+        with pytest.raises(MediaMissing):
+            anyio.run(store.stat, key)
+        with pytest.raises(MediaMissing):
+            read_range(store, key, 0, 1)
+
+
+def test_list_files_skips_uploads_in_progress(store: LocalMediaStore, root: Path) -> None:
+    put(store, "cc1/r/a.wav", stream([b"aa"]), 10)
+    put(store, "cc2/r/b.wav", stream([b"b"]), 10)
+    (root / ".incoming").mkdir(exist_ok=True)
+    (root / ".incoming" / "partial").write_bytes(b"half")
+
+    async def listed(prefix: str) -> list[tuple[str, int]]:
+        return [item async for item in store.list_files(prefix)]
+
+    assert anyio.run(listed, "") == [("cc1/r/a.wav", 2), ("cc2/r/b.wav", 1)]
+    assert anyio.run(listed, "cc2/") == [("cc2/r/b.wav", 1)]
+    assert anyio.run(listed, "cc3/") == []
+
+
+# --------------------------------------------------------------------------- hot-path reads
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 253:1 / / rw,relatime - ext4 /dev/vda rw
+40 27 0:50 / /mnt/nfs rw,relatime - nfs4 server:/export rw
+41 27 0:51 / /mnt/my\\040disk rw,relatime - xfs /dev/vdb rw
+42 40 0:52 / /mnt/nfs/scratch rw,relatime - tmpfs tmpfs rw
+garbage line
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "on_disk"),
+    [
+        ("/var/lib/callrec/media", True),
+        ("/", True),
+        ("/mnt/nfs", False),
+        ("/mnt/nfs/recordings", False),
+        ("/mnt/nfsother/recordings", True),  # another directory, on the root file system
+        ("/mnt/my disk/media", True),
+        ("/mnt/nfs/scratch/media", True),  # the longest mount point wins
+        ("/proc/x", False),
+    ],
+)
+def test_disk_file_systems_are_told_from_network_ones(path: str, on_disk: bool) -> None:
+    from callrec.media.local import on_disk_file_system
+
+    assert on_disk_file_system(Path(path), MOUNTINFO) is on_disk
+    assert on_disk_file_system(Path(path), "") is False  # unknown: the careful way
+
+
+def test_threaded_mode_reads_the_same(root: Path, big_bytes: bytes) -> None:
+    threaded = LocalMediaStore(root, on_loop=False)
+    assert threaded.on_loop is False
+    put(threaded, "cc1/r/t.wav", stream([big_bytes]), BIG)
+    assert anyio.run(threaded.stat, "cc1/r/t.wav").size == BIG
+    assert b"".join(read_range(threaded, "cc1/r/t.wav", 5, BIG - 5)) == big_bytes[5 : BIG - 4]
+    with pytest.raises(MediaMissing):
+        anyio.run(threaded.stat, "cc1/r/none.wav")
+
+
+def test_a_hung_file_system_is_a_timeout_not_a_hang() -> None:
+    import threading
+    import time
+
+    from callrec.media import StorageTimeout
+    from callrec.media.local import blocking
+
+    release = threading.Event()
+    started = time.monotonic()
+    try:
+        with pytest.raises(StorageTimeout) as caught:
+            anyio.run(lambda: blocking(release.wait, timeout=0.2, storage="nfs"))
+    finally:
+        release.set()
+    assert caught.value.http_status == 504
+    assert time.monotonic() - started < 5
+
+
+def test_a_file_opened_after_the_request_gave_up_is_closed(
+    store: LocalMediaStore, big: str
+) -> None:
+    from callrec.media.local import _Opening
+
+    opening = _Opening(store, big)
+    fd, _, _ = opening.run()  # the thread finished just as the request timed out
+    opening.abandon()
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+    late = _Opening(store, big)
+    late.abandon()  # the request gave up first: the thread closes what it opens
+    with pytest.raises(MediaMissing):
+        late.run()
+
+
+def test_uncached_data_is_read_in_a_thread(
+    store: LocalMediaStore, big: str, big_bytes: bytes
+) -> None:
+    from callrec.media.local import _read_cached
+
+    fd = os.open(store.path(big), os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # drop it from the page cache
+        if _read_cached(fd, 4096, 100_000) is not None:
+            pytest.skip("this file system keeps the file cached (or has no RWF_NOWAIT)")
+    finally:
+        os.close(fd)
+    assert b"".join(read_range(store, big, 100_000, 400_000)) == big_bytes[100_000:400_001]
+
+
+def test_cached_data_is_read_without_a_thread(
+    store: LocalMediaStore, big: str, big_bytes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callrec.media import local
+
+    read_range(store, big, 0, BIG - 1)  # now in the page cache
+    fd = os.open(store.path(big), os.O_RDONLY)
+    try:
+        if local._read_cached(fd, 1, 0) is None:
+            pytest.skip("no RWF_NOWAIT here")
+    finally:
+        os.close(fd)
+    calls: list[Any] = []
+    original = local.blocking
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(local, "blocking", counting)
+    assert b"".join(read_range(store, big, 7, BIG - 1)) == big_bytes[7:]
+    assert calls == []

@@ -1,7 +1,8 @@
-"""The ``callrec`` command: serve, users, import, export, migrate."""
+"""The ``callrec`` command: serve, users, import, export, migrate, media check."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,13 +11,23 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from callrec import __version__
 from callrec.auth import OPS, ROLES, hash_password
 from callrec.errors import GWSError
 from callrec.ingest import as_posted, parse_json, prepare
+from callrec.media.check import Reference, Report, check_references, find_orphans, references
+from callrec.media.config import StorageConfigError
 from callrec.model import is_safe_name
 from callrec.query import RecordingQuery, parse_query
 from callrec.services import Services
@@ -30,6 +41,8 @@ app = typer.Typer(
 )
 users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(users, name="users")
+media = typer.Typer(help="Maintain the media storages.", no_args_is_help=True)
+app.add_typer(media, name="media")
 err = Console(stderr=True, soft_wrap=True)
 BATCH = 1000
 
@@ -55,6 +68,8 @@ def open_services(settings: Settings | None = None) -> Services:
     settings = settings or load_settings()
     try:
         return Services.open(settings)
+    except StorageConfigError as error:
+        raise fail(f"invalid storage configuration: {error}", 2) from None
     except Exception as error:  # one line for the operator, not a traceback
         raise fail(f"cannot open the database: {type(error).__name__}: {error}") from None
 
@@ -319,6 +334,73 @@ def migrate() -> None:
     services = open_services()
     services.close()
     err.print("database schema is up to date", highlight=False)
+
+
+@media.command("check")
+def media_check(
+    contact_center: Annotated[
+        str | None, typer.Option(help="Check only this contact center's recordings.")
+    ] = None,
+) -> None:
+    """Check that every referenced media file exists with its recorded size; list orphans."""
+    ccid = checked_ccid(contact_center) if contact_center else None
+    services = open_services()
+    try:
+        everything = list(references(services.store.iter_recordings()))
+        refs = [r for r in everything if ccid is None or r.ccid == ccid]
+        # Files referenced by any contact center are not orphans of the one checked.
+        referenced = {(r.storage, r.path) for r in everything}
+        report = asyncio.run(_check_media(services, refs, referenced, f"{ccid}/" if ccid else ""))
+    finally:
+        services.close()
+    out = sys.stdout
+    for finding in report.findings:
+        ref = finding.reference
+        where = [ref.ccid, ref.recording_id, ref.media_id] if ref else []
+        out.write(
+            "\t".join([finding.problem, finding.storage, finding.path, *where, finding.detail])
+        )
+        out.write("\n")
+    err.print(
+        f"checked {report.checked} media files: {report.count('missing')} missing, "
+        f"{report.count('size')} of another size, {report.count('unreachable')} unreachable; "
+        f"{report.count('orphan')} orphaned files among {report.listed} stored"
+        + (f"; {report.count('unlisted')} storages not listed" if report.count("unlisted") else ""),
+        highlight=False,
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+async def _check_media(
+    services: Services, refs: list[Reference], referenced: set[tuple[str, str]], prefix: str
+) -> Report:
+    report = Report()
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=err, transient=False) as progress:
+            checking = progress.add_task("checking media files", total=len(refs))
+            await check_references(
+                services.storages, refs, report, lambda: progress.advance(checking)
+            )
+            listing = progress.add_task("looking for orphaned files", total=None)
+            await find_orphans(
+                services.storages,
+                referenced,
+                prefix,
+                report,
+                lambda n: progress.update(listing, completed=n),
+            )
+            progress.update(listing, total=report.listed, completed=report.listed)
+    finally:
+        await services.storages.aclose()
+    return report
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from functools import partial
 from typing import Any
@@ -18,11 +19,12 @@ from callrec.api.recordings import load
 from callrec.api.render import ops_view
 from callrec.errors import GWSError, InvalidParameter, NotFound
 from callrec.ingest import parse_json, prepare
-from callrec.media.local import UploadTooLarge
+from callrec.media import UploadTooLarge
 from callrec.model import MEDIA_ID_PATTERN, is_safe_name
 from callrec.services import Services
 from callrec.store import Document
 
+log = logging.getLogger("callrec")
 router = APIRouter(tags=["ops"])
 PATH = "/contact-centers/{ccid}/recordings"
 
@@ -144,14 +146,35 @@ async def delete(
     doc = await run_in_threadpool(services.store.delete, ccid, recording_id)
     if doc is None:
         raise NotFound("Recording not found")
-    # Only what callrec's own uploads put there: files of this very recording.
-    owned = f"{ccid}/{recording_id}/"
-    for media in doc.get("mediaFiles", []):
-        descriptor = media.get("mediaDescriptor") or {}
-        path = str(descriptor.get("path", ""))
-        if descriptor.get("storage") == "local" and path.startswith(owned):
-            await services.storages.get("local").delete(path)
+    await delete_media(services, ccid, recording_id, doc)
     return GWSResponse({"statusCode": 0})
+
+
+async def delete_media(services: Services, ccid: str, recording_id: str, doc: Document) -> None:
+    """Delete the media files of a deleted recording that callrec owns (its own uploads),
+    and, with ``CALLREC_DELETE_EXTERNAL_MEDIA``, those on WebDAV and S3 storages too.
+
+    The recording is already gone: a file that cannot be deleted now is logged and later
+    listed as orphaned by ``callrec media check``; it does not fail the request.
+    """
+    storages = services.storages
+    for media in doc.get("mediaFiles", []):
+        descriptor = media.get("mediaDescriptor")
+        if not isinstance(descriptor, dict) or descriptor.get("storage") not in storages.stores:
+            continue
+        store = storages.stores[descriptor["storage"]]
+        owned = storages.owns(descriptor, ccid, recording_id)
+        if owned or (services.settings.delete_external_media and store.kind != "local"):
+            try:
+                await store.delete(descriptor["path"])
+            except (GWSError, OSError) as error:
+                log.warning(
+                    "storage %s: media of deleted recording %s/%s not deleted: %s",
+                    store.name,
+                    ccid,
+                    recording_id,
+                    type(error).__name__,
+                )
 
 
 @router.put("/api/v2/ops" + PATH + "/{recording_id}/media/{media_id}", summary="Upload media bytes")

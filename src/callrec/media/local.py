@@ -1,31 +1,65 @@
-"""The local media directory: the embedded default storage."""
+"""A local directory: the embedded default storage, and the fastest one to play from.
+
+Designed for the play hot path. A hop to a worker thread and back costs far more than a
+``stat`` or ``open`` answered from the kernel's caches (the woken thread and the event loop
+then contend for the GIL), so on a disk file system metadata is read on the event loop, as
+the SQLite store reads rows. File data is read on the loop with ``RWF_NOWAIT``, which takes
+only what is in the page cache and never waits for the disk; what is not cached is read in a
+worker thread. On a network file system (NFS, SMB, FUSE, ...), where a server that hangs would
+hang the loop, every operation runs in a worker thread under ``CALLREC_STORAGE_TIMEOUT``.
+``bench/media.py`` measures the result beside nginx.
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 
 from callrec.errors import InvalidParameter
-from callrec.media import MediaMissing, MediaStat, key_parts
+from callrec.media import (
+    MediaMissing,
+    MediaStat,
+    StorageKind,
+    StorageTimeout,
+    UploadTooLarge,
+    key_parts,
+)
 
+__all__ = ["CHUNK", "LocalBody", "LocalMediaStore", "UploadTooLarge"]
+
+# Bytes per read and per message to the server: big enough that per-chunk costs vanish
+# against copying, small enough that 200 concurrent streams stay far below 300 MB.
 CHUNK = 256 * 1024
-
-
-class UploadTooLarge(InvalidParameter):
-    http_status, default_message = 413, "The media file is larger than the upload limit"
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)
+_MISSING = (FileNotFoundError, NotADirectoryError)
+T = TypeVar("T")
+log = logging.getLogger("callrec.media")
 
 
 class LocalMediaStore:
     """Files under one directory; keys are relative paths that may not leave it."""
 
-    name = "local"
+    kind: StorageKind = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, name: str = "local", timeout: float = 10.0, on_loop: bool | None = None
+    ) -> None:
+        self.name = name
         self.root = root.resolve()
+        self.timeout = timeout
+        #: Whether metadata is read on the event loop (a disk file system) or in threads.
+        self.on_loop = on_disk_file_system(self.root) if on_loop is None else on_loop
+        self._root_text = str(self.root)
         self._tmp = self.root / ".incoming"
 
     def path(self, key: str) -> Path:
@@ -38,26 +72,53 @@ class LocalMediaStore:
         return path
 
     async def stat(self, key: str) -> MediaStat:
-        try:
-            st = await anyio.to_thread.run_sync(os.stat, self.path(key))
-        except (FileNotFoundError, NotADirectoryError):
-            raise MediaMissing() from None
+        if self.on_loop:
+            st = self._stat(key)
+        else:
+            st = await blocking(self._stat, key, timeout=self.timeout, storage=self.name)
         return MediaStat(size=st.st_size, etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
 
-    async def open_range(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+    def _stat(self, key: str) -> os.stat_result:
+        fd, st, _ = self.open_file(key)
+        os.close(fd)
+        return st
+
+    def open_file(self, key: str) -> tuple[int, os.stat_result, str]:
+        """Open the regular file ``key``: (descriptor, its stat, its path). Blocking.
+
+        The opened file's real location is checked, so that a symlink inside the store
+        (the file or any directory above it) cannot lead out of it; one lookup of the
+        descriptor instead of resolving every path component.
+        """
+        path = os.path.join(self._root_text, *key_parts(key))
         try:
-            handle = await anyio.open_file(self.path(key), "rb")
-        except FileNotFoundError:
+            # O_NONBLOCK: opening a FIFO planted in the store must not wait for a writer.
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except _MISSING:
             raise MediaMissing() from None
-        async with handle:
-            await handle.seek(start)
-            remaining = end - start + 1
-            while remaining > 0:
-                chunk = await handle.read(min(CHUNK, remaining))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-                yield chunk
+        try:
+            if not _real_path(fd, path).startswith(self._root_text + os.sep):
+                raise InvalidParameter("media path is not a valid relative path")
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise MediaMissing()
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st, path
+
+    async def open_range(self, key: str, start: int, end: int) -> LocalBody:
+        if self.on_loop:
+            fd, st, path = self.open_file(key)
+        else:
+            opening = _Opening(self, key)
+            try:
+                fd, st, path = await blocking(opening.run, timeout=self.timeout, storage=self.name)
+            except StorageTimeout:
+                opening.abandon()
+                raise
+        whole = start == 0 and end == st.st_size - 1
+        return LocalBody(fd, start, end, Path(path) if whole else None, self)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         target = self.path(key)
@@ -80,6 +141,170 @@ class LocalMediaStore:
 
     async def delete(self, key: str) -> None:
         await anyio.to_thread.run_sync(lambda: self.path(key).unlink(missing_ok=True))
+
+    async def list_files(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
+        top = self.root.joinpath(*key_parts(prefix.rstrip("/"))) if prefix else self.root
+        walk = _walk(self.root, top)
+        while batch := await anyio.to_thread.run_sync(_take, walk, 1000):
+            for item in batch:
+                yield item
+
+    def claim_url(self, location: str) -> str | None:
+        return None  # local files are named by descriptors, never by URLs
+
+    def claim_object(self, bucket: str, key: str) -> str | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Opening:
+    """Opening a file in a worker thread that may be abandoned (a hung file server): a file
+    opened after the request gave up is closed, not leaked."""
+
+    def __init__(self, store: LocalMediaStore, key: str) -> None:
+        self._store = store
+        self._key = key
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._fd: int | None = None
+
+    def run(self) -> tuple[int, os.stat_result, str]:
+        fd, st, path = self._store.open_file(self._key)
+        with self._lock:
+            if self._abandoned:
+                os.close(fd)
+                raise MediaMissing()
+            self._fd = fd
+        return fd, st, path
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            if self._fd is not None:
+                os.close(self._fd)
+
+
+class LocalBody:
+    """An open file and the range to send from it."""
+
+    def __init__(
+        self, fd: int, start: int, end: int, path: Path | None, store: LocalMediaStore
+    ) -> None:
+        self._fd: int | None = fd
+        self._position = start
+        self._end = end
+        self._store = store
+        self.path = path
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self._fd is not None and self._position <= self._end:
+            want = min(CHUNK, self._end - self._position + 1)
+            chunk = _read_cached(self._fd, want, self._position)
+            if chunk is None:
+                chunk = await blocking(
+                    os.pread,
+                    self._fd,
+                    want,
+                    self._position,
+                    timeout=self._store.timeout,
+                    storage=self._store.name,
+                )
+            if not chunk:
+                return  # the file shrank; the server notices the short body
+            self._position += len(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:  # a body opened but never sent (the request failed)
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+async def blocking(function: Callable[..., T], *args: object, timeout: float, storage: str) -> T:
+    """``function(*args)`` in a worker thread, given up (504) after ``timeout`` seconds: a
+    hung disk or network mount must not hang the request, nor the event loop."""
+    try:
+        with anyio.fail_after(timeout):
+            return await anyio.to_thread.run_sync(partial(function, *args), abandon_on_cancel=True)
+    except TimeoutError:
+        log.warning("storage %s: the file system did not answer in %.1f s", storage, timeout)
+        raise StorageTimeout() from None
+
+
+# Disk (and memory) file systems: their metadata lives in the kernel's caches or one disk
+# access away. Anything else may be a server on the network.
+DISK_FILE_SYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "f2fs", "jfs", "reiserfs", "bcachefs"}
+    | {"nilfs2", "tmpfs", "ramfs", "overlay"}
+)
+
+
+def on_disk_file_system(path: Path, mountinfo: str | None = None) -> bool:
+    """Whether ``path`` lies on a disk file system, per ``/proc/self/mountinfo`` (Linux);
+    False when that cannot be told."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return False
+    lines = mountinfo.splitlines()
+    best, kind = "", ""
+    target = str(path)
+    for line in lines:
+        fields = line.split()
+        if "-" not in fields or len(fields) < 5:
+            continue
+        mount = fields[4].replace("\\040", " ")
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, fields[fields.index("-") + 1]
+    return kind in DISK_FILE_SYSTEMS
+
+
+def _real_path(fd: int, path: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")  # Linux: the opened file's real path
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _read_cached(fd: int, size: int, offset: int) -> bytes | None:
+    """The bytes at ``offset`` if all of them are in the page cache, else None (never
+    waits for the disk)."""
+    if not _NOWAIT:
+        return None
+    buffer = bytearray(size)
+    try:
+        got = os.preadv(fd, [buffer], offset, _NOWAIT)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+            return None
+        raise
+    if got < size and got > 0:
+        return None  # partly cached (or end of file): let the thread read it all
+    return bytes(buffer) if got == size else b""
+
+
+def _walk(root: Path, top: Path) -> Iterator[tuple[str, int]]:
+    for directory, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".incoming"))
+        for name in sorted(files):
+            path = Path(directory, name)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue  # removed while walking
+            yield path.relative_to(root).as_posix(), size
+
+
+def _take(items: Iterator[tuple[str, int]], count: int) -> list[tuple[str, int]]:
+    return [item for _, item in zip(range(count), items, strict=False)]
 
 
 def _publish(tmp: Path, target: Path) -> None:
