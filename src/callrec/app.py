@@ -43,8 +43,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             app.state.sessions = open_sessions(app.state.services)
             yield
         finally:
+            # Storage connection pools belong to this event loop: close them on it.
             if owned:
-                app.state.services.close()
+                await app.state.services.aclose()
+            else:
+                await app.state.services.storages.aclose()
 
     app = FastReadsApp(
         title="callrec",

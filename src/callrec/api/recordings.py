@@ -90,7 +90,16 @@ async def get_recording(recording_id: str, request: Request, services: ServicesD
     operation_id="play_head",
 )
 async def play_media(
-    recording_id: str, media_id: str, request: Request, user: AdminUser, services: ServicesDep
+    recording_id: str, media_id: str, request: Request, services: ServicesDep
 ) -> Response:
+    return await play_recording(request, services, recording_id, media_id)
+
+
+async def play_recording(
+    request: Request, services: Services, recording_id: str, media_id: str
+) -> Response:
+    """GET/HEAD a media file. Also served by ``callrec.api.fastpath`` ahead of the router."""
+    user = await authenticate(request, services)
+    user.require_admin()
     doc = await load(services, scope(user, request), recording_id)
     return await play(request, services, doc, media_id)
