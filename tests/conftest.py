@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +89,33 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 @pytest.fixture
 def services(settings: Settings, password_hash: str) -> Iterator[Services]:
     opened = Services.open(settings)
-    for name, (role, ccid) in ACCOUNTS.items():
-        opened.store.put_user(User(name, password_hash, role, ccid, name.title(), "Tester"))
+    add_accounts(opened, password_hash)
     yield opened
     opened.close()
+
+
+def add_accounts(services: Services, password_hash: str) -> None:
+    for name, (role, ccid) in ACCOUNTS.items():
+        services.store.put_user(User(name, password_hash, role, ccid, name.title(), "Tester"))
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, password_hash: str) -> Iterator[Callable[..., TestClient]]:
+    """Build a separate app with settings of its own (root path, CSRF, small limits...), on
+    SQLite, with the usual accounts."""
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def make(**overrides: Any) -> TestClient:
+            nonlocal count
+            count += 1
+            settings = Settings(data_dir=tmp_path / f"app{count}", **overrides)
+            services = Services.open(settings)
+            stack.callback(services.close)
+            add_accounts(services, password_hash)
+            return stack.enter_context(TestClient(create_app(settings, services)))
+
+        yield make
 
 
 @pytest.fixture

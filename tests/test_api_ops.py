@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,8 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from callrec.app import create_app
-from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import User
-from conftest import ACCOUNTS, PASSWORD, basic, load_example, local_recording
+from conftest import PASSWORD, basic, load_example, local_recording
 
 OPS = "/api/v2/ops/contact-centers/{ccid}/recordings"
 INTERNAL = "/internal-api/contact-centers/{ccid}/recordings"
@@ -108,27 +104,6 @@ def files_under(root: Path) -> set[str]:
     if not root.exists():
         return set()
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
-
-
-@pytest.fixture
-def make_client(tmp_path: Path, password_hash: str) -> Iterator[Callable[..., TestClient]]:
-    """Build a separate app with its own settings (CSRF, small limits...)."""
-    with contextlib.ExitStack() as stack:
-        count = 0
-
-        def make(**overrides: Any) -> TestClient:
-            nonlocal count
-            count += 1
-            settings = Settings(data_dir=tmp_path / f"app{count}", **overrides)
-            services = Services.open(settings)
-            stack.callback(services.close)
-            for name, (role, ccid) in ACCOUNTS.items():
-                services.store.put_user(
-                    User(name, password_hash, role, ccid, name.title(), "Tester")
-                )
-            return stack.enter_context(TestClient(create_app(settings, services)))
-
-        yield make
 
 
 # --------------------------------------------------------------------------- create

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -15,12 +14,8 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from callrec.app import create_app
 from callrec.query import matches, parse_query
-from callrec.services import Services
-from callrec.settings import Settings
-from callrec.store import User
-from conftest import ACCOUNTS, PASSWORD, basic, local_recording
+from conftest import PASSWORD, basic, local_recording
 
 SEARCH = "/api/v2/recordings"
 OPS_POST = "/api/v2/ops/contact-centers/{ccid}/recordings"
@@ -149,27 +144,6 @@ def expected_order(docs: list[dict[str, Any]]) -> list[str]:
 
 def cursor_of(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-@pytest.fixture
-def make_client(tmp_path: Any, password_hash: str) -> Iterator[Callable[..., TestClient]]:
-    """Build a separate app with its own settings (root path, public URL, region...)."""
-    with contextlib.ExitStack() as stack:
-        count = 0
-
-        def make(**overrides: Any) -> TestClient:
-            nonlocal count
-            count += 1
-            settings = Settings(data_dir=tmp_path / f"app{count}", **overrides)
-            services = Services.open(settings)
-            stack.callback(services.close)
-            for name, (role, ccid) in ACCOUNTS.items():
-                services.store.put_user(
-                    User(name, password_hash, role, ccid, name.title(), "Tester")
-                )
-            return stack.enter_context(TestClient(create_app(settings, services)))
-
-        yield make
 
 
 # --------------------------------------------------------------------------- phone numbers

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,9 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from callrec.app import create_app
 from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import User
-from conftest import ACCOUNTS, PASSWORD, basic, load_example, local_recording
+from conftest import PASSWORD, basic, load_example, local_recording
 
 OPS = "/api/v2/ops/contact-centers/cc1/recordings"
 RECORDER = basic("recorder")
@@ -100,26 +97,6 @@ def asgi_request(
 
     anyio.run(run)
     return status, b"".join(chunks)
-
-
-@pytest.fixture
-def make_client(tmp_path: Path, password_hash: str) -> Iterator[Callable[..., TestClient]]:
-    with contextlib.ExitStack() as stack:
-        count = 0
-
-        def make(**overrides: Any) -> TestClient:
-            nonlocal count
-            count += 1
-            settings = Settings(data_dir=tmp_path / f"app{count}", **overrides)
-            services = Services.open(settings)
-            stack.callback(services.close)
-            for name, (role, ccid) in ACCOUNTS.items():
-                services.store.put_user(
-                    User(name, password_hash, role, ccid, name.title(), "Tester")
-                )
-            return stack.enter_context(TestClient(create_app(settings, services)))
-
-        yield make
 
 
 @pytest.fixture
