@@ -909,3 +909,22 @@ def test_me_hands_out_csrf_headers_to_every_user(csrf_app: TestClient) -> None:
     tokens = {user: csrf_headers(csrf_app, user) for user in ("alice", "bob", "recorder")}
     assert len({json.dumps(t) for t in tokens.values()}) == 3
     assert csrf_headers(csrf_app, "alice") == tokens["alice"]
+
+
+def test_csrf_token_with_non_ascii_bytes_is_403(csrf_app: TestClient) -> None:
+    headers = {**RECORDER, "X-CSRF-TOKEN": "\u00e9t\u00e9".encode("latin-1")}
+    response = csrf_app.post(ops_url(), json=local_recording("rec-1"), headers=headers)
+    assert_error(response, 403, 3)
+
+
+def test_lone_surrogate_beside_a_long_number_is_refused(client: TestClient) -> None:
+    body = b'[{"id":"r1","region":"eu","startTime":"2013-05-17T19:45:32Z",'
+    body += b'"callType":"12345678901234567","x":"\\ud800"}]'
+    assert_error(post_raw(client, body), 400, 2)
+    assert absent(client, "r1")
+
+
+def test_an_escaped_backslash_before_u0000_is_no_nul(client: TestClient) -> None:
+    doc = local_recording("rec-1", note="C:\\u0000x")
+    post_ok(client, doc)
+    assert stored(client, "rec-1")["note"] == "C:\\u0000x"

@@ -423,3 +423,19 @@ def test_large_upload_plays_back_identically(client: TestClient) -> None:
         assert response.content == data[start : last + 1]
     suffix = play(client, "big.wav", Range="bytes=-300000")
     assert suffix.content == data[-300_000:]
+
+
+@pytest.mark.parametrize(
+    ("declared", "media_id"),
+    [("text/html", "x.html"), ("image/svg+xml", "x.svg"), (None, "x.html"), ("text/plain", "a")],
+)
+def test_media_is_never_served_as_a_page(
+    client: TestClient, declared: str | None, media_id: str
+) -> None:
+    fields = {"type": declared} if declared else {}
+    add_media(client, media_id, b"<script>alert(1)</script>", **fields)
+    response = client.get(f"/api/v2/recordings/rec-1/play/{media_id}", headers=ALICE)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-security-policy"].startswith("sandbox")

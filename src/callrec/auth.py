@@ -154,5 +154,8 @@ class CsrfGuard:
         return hmac.new(self._key, principal.name.encode(), hashlib.sha256).hexdigest()
 
     def check(self, principal: Principal, presented: str | None) -> None:
-        if presented is None or not hmac.compare_digest(presented, self.token(principal)):
+        expected = self.token(principal).encode()
+        if presented is None or not hmac.compare_digest(
+            presented.encode(errors="replace"), expected
+        ):
             raise OperationForbidden("CSRF token missing or wrong")

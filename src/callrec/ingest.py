@@ -18,6 +18,8 @@ from callrec.store import Document
 # into lossy floats; all of them have a run of 17 or more digits. (Huge exponents it refuses.)
 _BIG_NUMBER = re.compile(rb"[0-9]{17}")
 _INT64 = range(-(2**63), 2**63)
+# An escaped NUL: "\u0000" after an even number of backslashes (an odd one escapes the "\").
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _exact_int(text: str) -> int:
@@ -45,13 +47,14 @@ def parse_json(body: bytes) -> Any:
             data = json.loads(
                 body, parse_int=_exact_int, parse_float=_exact_float, parse_constant=_reject
             )
+            orjson.dumps(data)  # lone surrogates, which orjson would have refused
         else:
             data = orjson.loads(body)
-    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+    except (ValueError, TypeError, RecursionError):  # JSONDecodeError is a ValueError
         raise InvalidParameter(
             "The request body is not valid JSON, or holds a number that cannot be kept exactly"
         ) from None
-    if b"\\u0000" in body:
+    if b"\\u0000" in body and _NUL.search(body):
         raise InvalidParameter("NUL characters are not allowed")
     return data
 

@@ -19,7 +19,9 @@ def open_storages(settings: Settings) -> Storages:
 
     Raises ``StorageConfigError``. Nothing connects yet: HTTP storages connect on first use.
     """
-    stores: dict[str, MediaStore] = {"local": LocalMediaStore(settings.resolved_media_dir)}
+    stores: dict[str, MediaStore] = {
+        "local": LocalMediaStore(settings.resolved_media_dir, timeout=settings.storage_timeout)
+    }
     if settings.storage_config is not None:
         config = read_config(settings.storage_config)
         for name, storage in config.storages.items():

@@ -54,6 +54,9 @@ async def play(request: Request, services: Services, doc: Document, media_id: st
         "ETag": stat.etag,
         "Content-Disposition": content_disposition(str(media["mediaId"])),
         "Cache-Control": "private, max-age=0",
+        # Media is never a page: no sniffing into HTML, and nothing may run if opened.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
     }
     media_type = content_type(media)
     if etag_matches(request.headers.get("if-none-match"), stat.etag):

@@ -200,7 +200,7 @@ def build_store(
     name: str, config: LocalConfig | WebDAVConfig | S3Config, timeout: float
 ) -> MediaStore:
     if isinstance(config, LocalConfig):
-        return LocalMediaStore(config.path, name=name)
+        return LocalMediaStore(config.path, name=name, timeout=timeout)
     if isinstance(config, WebDAVConfig):
         auth = None
         if config.username is not None and config.password is not None:

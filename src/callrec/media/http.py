@@ -65,15 +65,22 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def content_type(media: Mapping[str, Any]) -> str:
-    """SPEC §4 mapping; encrypted media is served as stored, as opaque bytes."""
+    """SPEC §4 mapping; encrypted media is served as stored, as opaque bytes.
+
+    Only audio and video types are served as such: a file declared ``text/html`` or
+    ``image/svg+xml`` would otherwise run as a page on callrec's own origin.
+    """
     if media.get("pkcs7"):
         return "application/octet-stream"
     declared = str(media.get("type") or "").strip().lower()
-    if _MIME.fullmatch(declared):
-        return _ALIASES.get(declared, declared)
-    name = str(media.get("mediaId", ""))
-    ext = name[name.rfind(".") :].lower() if "." in name else ""
-    return _BY_EXTENSION.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if not _MIME.fullmatch(declared):
+        name = str(media.get("mediaId", ""))
+        ext = name[name.rfind(".") :].lower() if "." in name else ""
+        declared = _BY_EXTENSION.get(ext) or mimetypes.guess_type(name)[0] or ""
+    declared = _ALIASES.get(declared, declared)
+    if declared.startswith(("audio/", "video/")):
+        return declared
+    return "application/octet-stream"
 
 
 def content_disposition(filename: str) -> str:

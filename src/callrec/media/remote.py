@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -62,14 +63,18 @@ class HttpStorage:
         self.client = client
         self.timeout = timeout
 
-    async def send(self, request: httpx.Request, what: str) -> httpx.Response:
+    async def send(
+        self, request: httpx.Request, what: str, *, deadline: bool = True
+    ) -> httpx.Response:
         """The storage's answer (headers read, body not), within the deadline.
 
-        Raises ``StorageTimeout`` or ``StorageUnavailable``; HTTP errors are left to the
-        caller (``check``), which knows which statuses it expects.
+        An upload (``deadline=False``) sends its whole body before the answer comes: it is
+        bounded by the client's per-read/per-write timeouts instead, so that a large file on
+        a steady link is never cut off. Raises ``StorageTimeout`` or ``StorageUnavailable``;
+        HTTP errors are left to the caller (``check``), which knows which statuses it expects.
         """
         try:
-            with anyio.fail_after(self.timeout):
+            with anyio.fail_after(self.timeout if deadline else math.inf):
                 return await self.client.send(request, stream=True)
         except (TimeoutError, httpx.TimeoutException):
             log.warning("storage %s: %s timed out after %.1f s", self.name, what, self.timeout)
@@ -92,10 +97,12 @@ class HttpStorage:
         raise StorageUnavailable()
 
     async def simple(
-        self, request: httpx.Request, what: str, expected: tuple[int, ...]
+        self, request: httpx.Request, what: str, expected: tuple[int, ...], *, deadline: bool = True
     ) -> httpx.Response:
-        """Send and read a small answer completely (HEAD, DELETE, PROPFIND, listing)."""
-        response = await self.check(await self.send(request, what), what, expected)
+        """Send and read a small answer completely (HEAD, DELETE, PROPFIND, listing, PUT)."""
+        response = await self.check(
+            await self.send(request, what, deadline=deadline), what, expected
+        )
         try:
             with anyio.fail_after(self.timeout):
                 await response.aread()

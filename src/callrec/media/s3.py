@@ -97,7 +97,7 @@ class S3Store(HttpStorage):
                 payload_sha256=spool.sha256,
                 content=spool.content()(),
             )
-            await self.simple(request, "PUT", (200, 201))
+            await self.simple(request, "PUT", (200, 201), deadline=False)
             return spool.size
 
     async def delete(self, key: str) -> None:

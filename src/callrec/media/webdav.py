@@ -64,7 +64,7 @@ class WebDAVStore(HttpStorage):
                     headers={"Content-Length": str(spool.size)},
                     content=spool.content()(),
                 )
-                response = await self.send(request, "PUT")
+                response = await self.send(request, "PUT", deadline=False)
                 if response.status_code != 409 or attempt:  # 409: a parent collection is missing
                     await self.check(response, "PUT", (200, 201, 204))
                     await response.aclose()
@@ -135,6 +135,8 @@ class WebDAVStore(HttpStorage):
             )
         url = urlsplit(location)
         if url.scheme not in ("http", "https") or url.query or url.fragment:
+            return None
+        if "@" in url.netloc:  # credentials in the URL would be kept and shown by the ops API
             return None
         try:
             origin = (
