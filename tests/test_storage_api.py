@@ -553,3 +553,24 @@ def test_a_slow_client_slows_the_storage_down(
                 assert chunk, "the stream ended early"
                 received += len(chunk)
             assert received == size
+
+
+def test_delete_never_removes_another_recordings_upload(
+    make_app: Callable[..., App], dav: WebDAV, s3: S3
+) -> None:
+    """A recording pointing into the upload storage outside its own folder (here: at another
+    recording's upload) does not take that file along when it is deleted."""
+    app = make_app(upload_storage="dav", delete_external_media=True)
+    owner, other = unique(), unique()
+    assert post(app, local_recording(owner)).json() == {"statusCode": 0}
+    put = app.client.put(f"{OPS}/{owner}/media/call.mp3", content=DATA, headers=RECORDER)
+    assert put.status_code == 200, put.text
+    key = f"cc1/{owner}/call.mp3"
+    doc = local_recording(
+        other,
+        mediaFiles=[{"mediaId": "call.mp3", "mediaDescriptor": {"storage": "dav", "path": key}}],
+    )
+    assert post(app, doc).json() == {"statusCode": 0}
+    assert app.client.delete(f"{OPS}/{other}", headers=RECORDER).json() == {"statusCode": 0}
+    assert (dav.root / key).read_bytes() == DATA
+    assert play(app, owner).content == DATA

@@ -164,7 +164,10 @@ async def delete_media(services: Services, ccid: str, recording_id: str, doc: Do
             continue
         store = storages.stores[descriptor["storage"]]
         owned = storages.owns(descriptor, ccid, recording_id)
-        if owned or (services.settings.delete_external_media and store.kind != "local"):
+        # The upload storage holds every contact center's uploads: outside this recording's
+        # own folder there, nothing is deleted, whatever the recording pointed at.
+        external = store.kind != "local" and store.name != storages.upload_store
+        if owned or (services.settings.delete_external_media and external):
             try:
                 await store.delete(descriptor["path"])
             except (GWSError, OSError) as error:
