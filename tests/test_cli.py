@@ -412,3 +412,13 @@ def test_import_and_export_on_every_backend(database_url: str, tmp_path: Path) -
     assert run_cli(reference, "import", str(source), "--contact-center", "cc1").returncode == 0
     assert exported.stdout == export(reference, "cc1")
     assert len(docs_of(exported.stdout)) == 302
+
+
+def test_database_errors_never_show_the_password() -> None:
+    from callrec.cli import redact
+
+    url = "postgresql://callrec:S3cret@db.example:5432/callrec"
+    message = f'invalid connection option in "{url}"'
+    assert "S3cret" not in redact(message, url)
+    assert redact(message, url).count("***") == 1
+    assert redact("plain", None) == "plain"

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import orjson
 import typer
@@ -71,7 +72,14 @@ def open_services(settings: Settings | None = None) -> Services:
     except StorageConfigError as error:
         raise fail(f"invalid storage configuration: {error}", 2) from None
     except Exception as error:  # one line for the operator, not a traceback
-        raise fail(f"cannot open the database: {type(error).__name__}: {error}") from None
+        message = redact(f"{type(error).__name__}: {error}", settings.database_url)
+        raise fail(f"cannot open the database: {message}") from None
+
+
+def redact(message: str, url: str | None) -> str:
+    """The message without the database URL's password (drivers may quote the URL)."""
+    password = urlsplit(url).password if url else None
+    return message.replace(password, "***") if password else message
 
 
 def checked_ccid(ccid: str) -> str:
