@@ -230,3 +230,39 @@ def test_the_dense_plan_gives_the_same_answers(
 
 def data_docs(store: RecordingStore) -> list[dict[str, Any]]:
     return store.search(CCID, parse_query({"startTime": "0"}), limit=10_000)
+
+
+@pytest.fixture
+def trigram_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Infix numbers through the trigram index's candidates (SQLite), whatever their count."""
+    from callrec.store import sqlite as sqlite_store
+    from callrec.store.sqlsearch import Plan
+
+    def trigrams(*_: Any) -> Plan:
+        return Plan(trigram_numbers=frozenset({"caller", "dialed"}))
+
+    monkeypatch.setattr(sqlite_store, "plan_search", trigrams)
+
+
+@pytest.mark.usefixtures("trigram_plans")
+@pytest.mark.parametrize("n", QUERIES[1::3])
+def test_the_trigram_plan_gives_the_same_answers(
+    n: int, data: list[dict[str, Any]], stores: tuple[RecordingStore, RecordingStore]
+) -> None:
+    params = random_query(random.Random(SEED + n), data)
+    expected = sorted(
+        (d for d in data_docs(stores[0]) if matches(parse_query(params), d)), key=search_key
+    )
+    assert all_ids(stores[0], params) == [d["id"] for d in expected], params
+
+
+@pytest.mark.usefixtures("trigram_plans")
+@pytest.mark.parametrize("pattern", ["*4668*", "*650*888*", "*ALICE*", "*alice*", "*ice*ex*"])
+def test_trigram_candidates_keep_case_and_order(
+    pattern: str, stores: tuple[RecordingStore, RecordingStore]
+) -> None:
+    sqlite, postgres = stores
+    params = {"callerPhoneNumber": pattern}
+    assert all_ids(sqlite, params) == all_ids(postgres, params)
+    expected = [d["id"] for d in data_docs(sqlite) if matches(parse_query(params), d)]
+    assert sorted(all_ids(sqlite, params)) == sorted(expected)

@@ -75,6 +75,28 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         ],
     ),
 ]
+_FTS_ROW = "(rowid, caller, dialed) VALUES ({0}.pk, {0}.caller, {0}.dialed)"
+_FTS_DELETE = (
+    "(recordings_fts, rowid, caller, dialed) VALUES ('delete', old.pk, old.caller, old.dialed)"
+)
+MIGRATIONS.append(
+    (
+        3,
+        "trigram index of the numbers, so that infix patterns (*4668*) need no scan",
+        [
+            "CREATE VIRTUAL TABLE recordings_fts USING fts5(caller, dialed, content='recordings',"
+            " content_rowid='pk', tokenize='trigram')",
+            "CREATE TRIGGER recordings_fts_insert AFTER INSERT ON recordings BEGIN"
+            f" INSERT INTO recordings_fts {_FTS_ROW.format('new')}; END",
+            "CREATE TRIGGER recordings_fts_delete AFTER DELETE ON recordings BEGIN"
+            f" INSERT INTO recordings_fts {_FTS_DELETE}; END",
+            "CREATE TRIGGER recordings_fts_update AFTER UPDATE OF caller, dialed ON recordings"
+            f" BEGIN INSERT INTO recordings_fts {_FTS_DELETE};"
+            f" INSERT INTO recordings_fts {_FTS_ROW.format('new')}; END",
+            "INSERT INTO recordings_fts (recordings_fts) VALUES ('rebuild')",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

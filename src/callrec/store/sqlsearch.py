@@ -36,9 +36,10 @@ class Dialect:
     names_ccid: bool  # whether names are keyed by contact center too (distribution key)
     names_join: str  # correlates recording_names n with recordings r
     no_index: str  # prefix that keeps the planner from using an index for a term
+    trigrams: bool  # numbers have a trigram index (SQLite FTS5) to find infix candidates
 
 
-SQLITE = Dialect(to_glob, "GLOB ?", "pk", "r.pk", False, "n.pk = r.pk", "+")
+SQLITE = Dialect(to_glob, "GLOB ?", "pk", "r.pk", False, "n.pk = r.pk", "+", trigrams=True)
 POSTGRES = Dialect(
     to_like,
     "LIKE ? ESCAPE '\\'",
@@ -47,6 +48,7 @@ POSTGRES = Dialect(
     True,
     "n.ccid = r.ccid AND n.id = r.id",
     "",
+    trigrams=False,  # pg_trgm GIN indexes serve LIKE '%...%' through PostgreSQL's own planner
 )
 
 
@@ -58,6 +60,18 @@ class Plan:
 
     dense_names: bool = False
     dense_numbers: frozenset[str] = frozenset()  # of "caller", "dialed"
+    trigram_numbers: frozenset[str] = frozenset()  # infix patterns answered by trigrams
+
+
+def trigram_match(name: str, pattern: str) -> str | None:
+    """An FTS5 query for the candidates of an infix pattern: every literal run of three or
+    more characters must occur (the trigram tokenizer folds case, so this finds a superset;
+    the pattern itself is still applied). None when there is no such run."""
+    if not (pattern.startswith("*") and pattern.endswith("*")):
+        return None
+    runs = [run for run in pattern.split("*") if len(run) >= 3]
+    # Numbers are normalised to [A-Za-z0-9]: nothing in a run needs quoting.
+    return " AND ".join(f'{name} : "{run}"' for run in runs) or None
 
 
 CountUpTo = Callable[[str, list[Any], int], int]
@@ -73,10 +87,17 @@ def plan_search(
     """
     cap = max(1000, math.isqrt(limit * max(total, 1)))
     dense_numbers = set()
+    trigram_numbers = set()
     for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
         clause, param = _number(dialect, f"r.{name}", pattern)
+        fts = trigram_match(name, pattern) if dialect.trigrams else None
+        if fts is not None:
+            sql = "SELECT 1 FROM recordings_fts WHERE recordings_fts MATCH ?"
+            if count(sql, [fts], cap) < cap:
+                trigram_numbers.add(name)
+            continue
         if param.startswith(("*", "%")):
             continue  # no index range to count in: the time-ordered walk it is
         sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
@@ -90,7 +111,7 @@ def plan_search(
         if len(group) == 1 and count(*_name_term(dialect, ccid, group[0]), cap) >= cap:
             dense_names = True
             break
-    return Plan(dense_names, frozenset(dense_numbers))
+    return Plan(dense_names, frozenset(dense_numbers), frozenset(trigram_numbers))
 
 
 def _name_term(dialect: Dialect, ccid: str, term: str) -> tuple[str, list[Any]]:
@@ -173,6 +194,12 @@ def search_sql(
             clause, param = _number(dialect, column, pattern)
             clauses.append(clause)
             params.append(param)
+            fts = trigram_match(name, pattern) if name in plan.trigram_numbers else None
+            if fts is not None:
+                clauses.append(
+                    "r.pk IN (SELECT rowid FROM recordings_fts WHERE recordings_fts MATCH ?)"
+                )
+                params.append(fts)
     if query.start_from is not None:
         clauses.append("r.start_ms >= ?")
         params.append(query.start_from)
