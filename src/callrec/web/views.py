@@ -12,23 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from callrec.errors import InvalidParameter
+from callrec.model import FIELD_ORDER
 from callrec.query import format_instant, parse_instant
 from callrec.store import Document
 
 # Top-level fields the recording page shows in their own places.
-SHOWN_FIELDS = frozenset(
-    {
-        "id",
-        "callerPhoneNumber",
-        "dialedPhoneNumber",
-        "startTime",
-        "stopTime",
-        "mediaFiles",
-        "eventHistory",
-        "region",
-        "callType",
-    }
-)
+SHOWN_FIELDS = frozenset(FIELD_ORDER)
 
 
 def instant_ms(value: object) -> int | None:
