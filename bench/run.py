@@ -8,7 +8,12 @@ What it measures (see docs/performance.md for results and how to read them):
 2. GET /api/v2/recordings/{id} requests/s through HTTP (wrk, rotating ids, Basic auth)
    beside a bare Starlette JSON endpoint served the same way, alternated over several rounds;
    the ratio of medians is the figure.
-3. Search latency (p50/p95/p99 over sequential keep-alive requests) per query class.
+3. Search latency (p50/p95/p99 over sequential keep-alive requests) per query class, beside
+   the naive plan (plain full scans with the same ordering, `bench/naive.py`) run directly
+   against the same database.
+4. That every query returned exactly the same recordings on every backend, as the naive plan
+   and, at small sizes, as the reference matcher over every generated recording
+   (`bench/reference.py`); any difference fails the run.
 
 Machines are noisy: quote ratios and medians, never single runs.
 """
@@ -30,8 +35,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from naive import NaiveResult, measure_naive
+from reference import Reference
 from servers import free_port, serving
 
 HERE = Path(__file__).resolve().parent
@@ -201,9 +208,11 @@ class QueryMaker:
         }
 
 
-def query_classes(sample: list[dict], rng: random.Random) -> dict[str, list[dict[str, str]]]:
+def query_classes(
+    sample: list[dict], rng: random.Random, per_class: int
+) -> dict[str, list[dict[str, str]]]:
     maker = QueryMaker(sample, rng)
-    return {name: [make() for _ in range(40)] for name, make in maker.classes().items()}
+    return {name: [make() for _ in range(per_class)] for name, make in maker.classes().items()}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -214,11 +223,18 @@ def percentile(values: list[float], q: float) -> float:
 @dataclass
 class SearchResult:
     name: str
-    p50: float
-    p95: float
-    p99: float
-    median_hits: float
-    answers: list[list[str]]  # the ids each query returned, to compare backends
+    queries: list[dict[str, str]]
+    times: list[float]  # ms per request: every query, then every query again
+    answers: list[list[str]]  # the ids each request returned, in the same order
+
+    def p(self, q: float) -> float:
+        return percentile(self.times, q)
+
+    def of_first(self, n: int) -> tuple[list[float], list[list[list[str]]]]:
+        """Times and answers (both passes) of the first ``n`` queries."""
+        passes = range(0, len(self.times), len(self.queries))
+        times = [self.times[i + j] for i in range(n) for j in passes]
+        return times, [[self.answers[i + j] for j in passes] for i in range(n)]
 
 
 def measure_search(port: int, classes: dict[str, list[dict[str, str]]]) -> list[SearchResult]:
@@ -236,29 +252,19 @@ def measure_search(port: int, classes: dict[str, list[dict[str, str]]]) -> list[
             if response.status != 200:
                 raise SystemExit(f"{name}: {response.status} {body[:200]!r}")
             answers.append([r["id"] for r in json.loads(body)["recordings"]])
-        hits = statistics.median(len(a) for a in answers)
-        rows.append(
-            SearchResult(
-                name,
-                percentile(times, 0.5),
-                percentile(times, 0.95),
-                percentile(times, 0.99),
-                hits,
-                answers,
-            )
-        )
+        rows.append(SearchResult(name, queries, times, answers))
     return rows
 
 
-def fresh_postgres_database(admin_url: str) -> str:
-    """Drop and create the ``callrec_bench`` database; returns its URL."""
+def fresh_postgres_database(admin_url: str, name: str) -> str:
+    """Drop and create the database ``name`` beside ``admin_url``; returns its URL."""
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("DROP DATABASE IF EXISTS callrec_bench")
-        conn.execute("CREATE DATABASE callrec_bench")
-    head, _, _ = admin_url.rpartition("/")
-    return f"{head}/callrec_bench"
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
 
 
 @dataclass
@@ -268,25 +274,52 @@ class BackendRun:
     get_rates: list[float]
     bare_rates: list[float]
     search: list[SearchResult]
+    naive: dict[str, NaiveResult]
 
 
 def run_backend(
-    backend: str, args: argparse.Namespace, work: Path, jsonl: Path, sample: list[dict]
+    backend: str,
+    args: argparse.Namespace,
+    work: Path,
+    jsonl: Path,
+    sample: list[dict],
+    classes: dict[str, list[dict[str, str]]],
 ) -> BackendRun:
+    from callrec.settings import Settings
+
+    database_url = ""
+    if backend == "postgresql":
+        database_url = fresh_postgres_database(args.postgres_url, args.postgres_database)
     env = {
         **os.environ,
         "CALLREC_DATA_DIR": str(work / backend),
         "CALLREC_LOG_LEVEL": "warning",
-        "CALLREC_DATABASE_URL": (
-            fresh_postgres_database(args.postgres_url) if backend == "postgresql" else ""
-        ),
+        "CALLREC_DATABASE_URL": database_url,
     }
     print(f"[{backend}] importing {args.size:,} recordings ...", file=sys.stderr)
-    import_rate = load(jsonl, args.size, env)
+    run = BackendRun(backend, load(jsonl, args.size, env), [], [], [], {})
+    port = free_port()
+    callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
+    with serving(callrec, port, env, "/healthz"):
+        if args.throughput:
+            measure_throughput(run, port, args, work, env, sample)
+        print(f"[{backend}] search latency ...", file=sys.stderr)
+        run.search = measure_search(port, classes)
+    if args.naive_queries:
+        print(f"[{backend}] the naive plan ...", file=sys.stderr)
+        # The database the server used: its settings, resolved from the same variables.
+        settings = Settings(data_dir=work / backend, database_url=database_url or None)
+        subset = {name: queries[: args.naive_queries] for name, queries in classes.items()}
+        run.naive = measure_naive(settings.resolved_database_url, CCID, subset, args.page_size)
+    return run
+
+
+def measure_throughput(
+    run: BackendRun, port: int, args: argparse.Namespace, work: Path, env: dict, sample: list[dict]
+) -> None:
     paths = work / "paths.txt"
     paths.write_text("".join(f"/api/v2/recordings/{r['id']}\n" for r in sample[:5000]))
-    port, bare_port = free_port(), free_port()
-    callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
+    bare_port = free_port()
     bare = [
         str(BIN / "uvicorn"),
         "bare_app:app",
@@ -298,78 +331,221 @@ def run_backend(
         "--app-dir",
         str(HERE),
     ]
-    run = BackendRun(backend, import_rate, [], [], [])
-    with serving(callrec, port, env, "/healthz"), serving(bare, bare_port, env, "/"):
-        print(f"[{backend}] GET /recordings/{{id}} against the bare endpoint ...", file=sys.stderr)
+    with serving(bare, bare_port, env, "/"):
+        print(
+            f"[{run.backend}] GET /recordings/{{id}} against the bare endpoint ...", file=sys.stderr
+        )
         for warm in (port, bare_port):  # caches, and the one slow password check
             run_wrk(warm, paths, 1, args.connections)
         for _ in range(args.rounds):
             run.get_rates.append(run_wrk(port, paths, args.duration, args.connections))
             run.bare_rates.append(run_wrk(bare_port, paths, args.duration, args.connections))
-        print(f"[{backend}] search latency ...", file=sys.stderr)
-        run.search = measure_search(port, query_classes(sample, random.Random(11)))
-    return run
 
 
-def report(args: argparse.Namespace, runs: list[BackendRun]) -> None:
+def report(
+    args: argparse.Namespace, runs: list[BackendRun], reference: dict[str, list[list[str]]] | None
+) -> None:
     print(f"\n## callrec benchmark: {args.size:,} recordings\n")
-    print(
-        "| backend | import, recordings/s | GET /recordings/{id}, requests/s (rounds) "
-        "| bare Starlette JSON, requests/s (rounds) | ratio of medians |"
-    )
-    print("|---|---|---|---|---|")
-    for run in runs:
-        ours, base = statistics.median(run.get_rates), statistics.median(run.bare_rates)
+    if args.throughput:
         print(
-            f"| {run.backend} | {run.import_rate:,.0f} | {ours:,.0f} ({fmt(run.get_rates)}) "
-            f"| {base:,.0f} ({fmt(run.bare_rates)}) | **{ours / base:.0%}** |"
+            "| backend | import, recordings/s | GET /recordings/{id}, requests/s (rounds) "
+            "| bare Starlette JSON, requests/s (rounds) | ratio of medians |"
         )
+        print("|---|---|---|---|---|")
+        for run in runs:
+            ours, base = statistics.median(run.get_rates), statistics.median(run.bare_rates)
+            print(
+                f"| {run.backend} | {run.import_rate:,.0f} | {ours:,.0f} ({fmt(run.get_rates)}) "
+                f"| {base:,.0f} ({fmt(run.bare_rates)}) | **{ours / base:.0%}** |"
+            )
+    else:
+        print("| backend | import, recordings/s |\n|---|---|")
+        for run in runs:
+            print(f"| {run.backend} | {run.import_rate:,.0f} |")
     header = " | ".join(f"{r.backend} p50 | {r.backend} p95 | {r.backend} p99" for r in runs)
     print(f"\n| query class | {header} | median results |")
     print("|---|" + "---|" * (3 * len(runs)) + "---|")
     for i, row in enumerate(runs[0].search):
         cells = " | ".join(
-            f"{r.search[i].p50:.1f} | {r.search[i].p95:.1f} | {r.search[i].p99:.1f}" for r in runs
+            f"{r.search[i].p(0.5):.1f} | {r.search[i].p(0.95):.1f} | {r.search[i].p(0.99):.1f}"
+            for r in runs
         )
-        print(f"| {row.name} | {cells} | {row.median_hits:g} |")
+        hits = statistics.median(len(a) for a in row.answers)
+        print(f"| {row.name} | {cells} | {hits:g} |")
+    if args.naive_queries:
+        report_naive(args.naive_queries, runs)
+    problems = check(args, runs, reference)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        raise SystemExit(f"{len(problems)} queries returned other recordings than they should")
+
+
+def report_naive(n: int, runs: list[BackendRun]) -> None:
+    print(
+        f"\nThe naive plan (a plain full scan, same ordering and page size; in-process) over the"
+        f" first {n} queries of each class, beside callrec over the same queries (through HTTP):"
+    )
+    header = " | ".join(
+        f"{b} p50 | {b} naive p50 | {b} naive p95 | {b} speed-up" for b in (r.backend for r in runs)
+    )
+    print(f"\n| query class | {header} |")
+    print("|---|" + "---|" * (4 * len(runs)))
+    for i, row in enumerate(runs[0].search):
+        cells = []
+        for run in runs:
+            ours = percentile(run.search[i].of_first(n)[0], 0.5)
+            naive = run.naive[row.name].times
+            cells.append(
+                f"{ours:.1f} | {percentile(naive, 0.5):.1f} | {percentile(naive, 0.95):.1f}"
+                f" | {percentile(naive, 0.5) / ours:,.1f}x"
+            )
+        print(f"| {row.name} | {' | '.join(cells)} |")
+
+
+def check(
+    args: argparse.Namespace, runs: list[BackendRun], reference: dict[str, list[list[str]]] | None
+) -> list[str]:
+    """Print whether every answer was the expected one; returns what was not."""
+    problems: list[str] = []
+
+    def verdict(statement: str, found: list[str]) -> None:
+        print(f"{statement}: {not found}")
+        problems.extend(found)
+
+    print()
     if len(runs) > 1:
-        same = all(
-            r.search[i].answers == runs[0].search[i].answers
-            for r in runs[1:]
-            for i in range(len(runs[0].search))
+        first = runs[0]
+        verdict(
+            "Every query returned the same recordings on every backend",
+            [
+                problem
+                for run in runs[1:]
+                for row, base in zip(run.search, first.search, strict=True)
+                for problem in differences(
+                    run.backend, row, first.backend, base.answers[: len(base.queries)]
+                )
+            ],
         )
-        print(f"\nEvery query returned the same recordings on every backend: {same}")
-        if not same:
-            raise SystemExit("backends disagree")
+    n = args.naive_queries
+    if n:
+        verdict(
+            f"The first {n} queries of each class returned exactly the naive plan's recordings",
+            [
+                problem
+                for run in runs
+                for row in run.search
+                for problem in differences(
+                    run.backend, row, "the naive plan", run.naive[row.name].answers
+                )
+            ],
+        )
+    if reference is not None:
+        verdict(
+            f"The first {n} queries of each class returned exactly the reference matcher's"
+            f" recordings (over all {args.size:,})",
+            [
+                problem
+                for run in runs
+                for row in run.search
+                for problem in differences(run.backend, row, "the reference", reference[row.name])
+            ],
+        )
+    elif n:
+        print(
+            f"The reference matcher was not run (above {REFERENCE_SIZE:,} recordings; --reference)"
+        )
+    return problems
+
+
+def differences(
+    backend: str, row: SearchResult, source: str, expected: list[list[str]]
+) -> list[str]:
+    """A line per query among the first ``len(expected)`` that answered otherwise (either pass)."""
+    _, answers = row.of_first(len(expected))
+    found = []
+    for params, passes, want in zip(row.queries[: len(expected)], answers, expected, strict=True):
+        for got in passes:
+            if got != want:
+                at = next(k for k in range(len(got) + 1) if got[k : k + 1] != want[k : k + 1])
+                found.append(
+                    f"{backend}, class {row.name!r}, query {params}: {len(got)} recordings,"
+                    f" {source} {len(want)}; first difference at position {at}"
+                )
+                break
+    return found
 
 
 def fmt(values: list[float]) -> str:
     return ", ".join(f"{v:,.0f}" for v in values)
 
 
+REFERENCE_SIZE = 50_000
+
+
 def main() -> None:
+    from callrec.settings import Settings
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000, help="recordings to load")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
     parser.add_argument("--rounds", type=int, default=3, help="alternated A/B rounds")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--throughput",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure GET /recordings/{id} with wrk (--no-throughput: skip it, no wrk needed)",
+    )
     parser.add_argument("--backends", default="sqlite", help="comma-separated: sqlite,postgresql")
+    parser.add_argument(
+        "--queries", type=int, default=40, help="query values per class (each sent twice)"
+    )
+    parser.add_argument(
+        "--naive-queries",
+        type=int,
+        default=10,
+        help="the first N values of each class also run through the naive plan and are checked"
+        " against it and the reference (0: neither)",
+    )
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"check against the pure-Python reference matcher (default: up to"
+        f" {REFERENCE_SIZE:,} recordings)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
             "CALLREC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
-        help="an admin URL; the benchmark (re)creates a database callrec_bench beside it",
+        help="an admin URL; the benchmark (re)creates the database --postgres-database beside it",
     )
+    parser.add_argument("--postgres-database", default="callrec_bench")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed: apt-get install wrk")
+    args.naive_queries = min(args.naive_queries, args.queries)
+    # The page a search returns when it asks for no limit: the servers' setting (same env).
+    args.page_size = Settings().page_size
+    if args.throughput and not shutil.which("wrk"):
+        raise SystemExit("wrk is needed (apt-get install wrk), or --no-throughput")
     work = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
     try:
         print(f"generating {args.size:,} recordings ...", file=sys.stderr)
         jsonl, sample = generate(work, args.size)
-        runs = [run_backend(b, args, work, jsonl, sample) for b in args.backends.split(",")]
-        report(args, runs)
+        classes = query_classes(sample, random.Random(11), args.queries)
+        runs = [
+            run_backend(b, args, work, jsonl, sample, classes) for b in args.backends.split(",")
+        ]
+        use_reference = args.size <= REFERENCE_SIZE if args.reference is None else args.reference
+        reference = None
+        if use_reference and args.naive_queries:
+            print("[reference] matching every generated recording ...", file=sys.stderr)
+            matcher = Reference(jsonl)
+            reference = {
+                name: [matcher.first_page(q, args.page_size) for q in queries[: args.naive_queries]]
+                for name, queries in classes.items()
+            }
+        report(args, runs, reference)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
