@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlsplit
 
 import orjson
@@ -26,7 +26,8 @@ from rich.table import Table
 from callrec import __version__
 from callrec.auth import OPS, ROLES, hash_password
 from callrec.errors import GWSError
-from callrec.ingest import as_posted, parse_json, prepare
+from callrec.importer import default_jobs, import_file
+from callrec.ingest import as_posted
 from callrec.media.check import Reference, Report, check_references, find_orphans, references
 from callrec.media.config import StorageConfigError
 from callrec.model import is_safe_name
@@ -244,45 +245,42 @@ def import_(
         ),
     ],
     contact_center: Annotated[str, typer.Option(help="Contact center to import into.")],
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Worker processes decoding and validating lines (0: none). Default: one per CPU.",
+        ),
+    ] = None,
 ) -> None:
     """Import recordings (idempotent: re-running merges). Bad lines are reported, not fatal."""
     ccid = checked_ccid(contact_center)
     services = open_services()
-    imported = failed = 0
-    batch: list[tuple[int, dict[str, Any]]] = []
 
-    def flush() -> None:
-        nonlocal imported, failed
-        outcomes = services.store.upsert(ccid, [doc for _, doc in batch])
-        for (line_no, _), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, GWSError):
-                failed += 1
-                err.print(f"line {line_no}: {outcome.message}", highlight=False)
-            else:
-                imported += 1
-        batch.clear()
+    def on_error(line_no: int, message: str) -> None:
+        err.print(f"line {line_no}: {message}", highlight=False)
 
     try:
-        with file.open("rb") as handle, _progress() as progress:
+        with services.store.bulk_load() as deferred, _progress() as progress:
             task = progress.add_task("importing", total=file.stat().st_size)
-            for line_no, line in enumerate(handle, 1):
-                progress.advance(task, len(line))
-                if not line.strip():
-                    continue
-                try:
-                    batch.append((line_no, prepare(services.storages, parse_json(line), ccid)))
-                except GWSError as error:
-                    failed += 1
-                    err.print(f"line {line_no}: {error.message}", highlight=False)
-                if len(batch) >= BATCH:
-                    flush()
-            if batch:
-                flush()
+            result = import_file(
+                services,
+                file,
+                ccid,
+                jobs=default_jobs() if jobs is None else jobs,
+                on_error=on_error,
+                on_progress=lambda size: progress.advance(task, size),
+            )
+            if deferred:
+                progress.stop()
+                err.print("building the indexes ...", highlight=False)
         services.store.optimize()
     finally:
         services.close()
-    err.print(f"imported {imported} recordings, {failed} lines failed", highlight=False)
-    if failed:
+    err.print(
+        f"imported {result.imported} recordings, {result.failed} lines failed", highlight=False
+    )
+    if result.failed:
         raise typer.Exit(1)
 
 

@@ -16,7 +16,10 @@ from callrec.store import Document
 
 # orjson turns integers beyond 64 bits, and decimals with more digits than a double holds,
 # into lossy floats; all of them have a run of 17 or more digits. (Huge exponents it refuses.)
-_BIG_NUMBER = re.compile(rb"[0-9]{17}")
+# (A table that turns every digit into "0", then a substring search: far cheaper than a
+# regular expression trying a run at every digit.)
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_BIG_NUMBER = b"0" * 17
 _INT64 = range(-(2**63), 2**63)
 # An escaped NUL: "\u0000" after an even number of backslashes (an odd one escapes the "\").
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -43,7 +46,7 @@ def parse_json(body: bytes) -> Any:
     """Decode a posted body (or an import line); refuses what no backend stores faithfully:
     NUL characters, integers beyond 64 bits, numbers that would lose digits."""
     try:
-        if _BIG_NUMBER.search(body):
+        if _BIG_NUMBER in body.translate(_DIGITS_AS_ZERO):
             data = json.loads(
                 body, parse_int=_exact_int, parse_float=_exact_float, parse_constant=_reject
             )

@@ -9,12 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from callrec.errors import InvalidParameter, MissingParameter
-from callrec.query import format_instant, normalise_phone, parse_instant, recording_names
+from callrec.query import (
+    format_instant,
+    is_canonical_instant,
+    normalise_phone,
+    parse_instant,
+    recording_names,
+)
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # The recorder's file name: no path separators, no control characters, not "." or "..".
@@ -79,7 +85,10 @@ def _text(value: Any, name: str, *, required: bool = False, limit: int = MAX_TEX
 
 def _instant(value: Any, name: str) -> str | None:
     text = _text(value, name, limit=64)
-    return None if text is None else format_instant(parse_instant(text, name))
+    if text is None:
+        return None
+    ms = parse_instant(text, name)
+    return text if is_canonical_instant(text) else format_instant(ms)
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:
@@ -204,6 +213,21 @@ def merge_recordings(
     ):
         raise InvalidParameter("stopTime is before startTime")
     return ordered(merged)
+
+
+class Stored(NamedTuple):
+    """A recording as a store keeps it: the document, its index keys and its JSON."""
+
+    doc: dict[str, Any]
+    keys: IndexKeys
+    blob: bytes
+
+
+def to_store(existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]) -> Stored:
+    """``incoming`` merged over ``existing``, ready to store. With nothing existing it needs
+    nothing from the store, so import's workers compute it ahead."""
+    doc = merge_recordings(existing, incoming)
+    return Stored(doc, index_keys(doc), orjson.dumps(doc))
 
 
 def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:

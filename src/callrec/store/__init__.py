@@ -6,10 +6,12 @@ One implementation per backend holds its own SQL; nothing outside this package s
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from callrec.errors import GWSError
+from callrec.model import Stored
 from callrec.query import RecordingQuery, parse_instant
 
 Document = dict[str, Any]
@@ -56,12 +58,25 @@ class RecordingStore(Protocol):
     ) -> list[Document]:
         """Up to ``limit`` matches sorted by (startTime, id), strictly after ``after``."""
 
-    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+    def upsert(
+        self,
+        ccid: str,
+        recordings: Sequence[Document],
+        *,
+        new: Sequence[Stored | None] | None = None,
+    ) -> list[Document | GWSError]:
         """Create or merge each recording in one durable transaction.
+
+        ``new[i]``, when given, is ``model.to_store(None, recordings[i])`` computed ahead; the store
+        may use it when it holds nothing under that id yet.
 
         Returns, per input, the merged document or the error that kept that one item out
         (the others are still written). Returns only once the transaction is on disk.
         """
+
+    def bulk_load(self) -> AbstractContextManager[bool]:
+        """Around a large import: the store may defer index upkeep until the end. Yields
+        whether it does (searches are slow meanwhile)."""
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
         """Remove a recording and return what it was, or None when there was none."""

@@ -23,7 +23,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from callrec.errors import GWSError, InternalError
-from callrec.model import index_keys, merge_recordings
+from callrec.model import Stored, index_keys, merge_recordings
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User
 from callrec.store.sqlsearch import POSTGRES, search_sql
@@ -236,7 +236,13 @@ class PostgresStore:
             rows = conn.execute(sql.replace("?", "%s").encode(), params).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 
-    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+    def upsert(
+        self,
+        ccid: str,
+        recordings: Sequence[Document],
+        *,
+        new: Sequence[Stored | None] | None = None,  # merging is cheap beside the round trip
+    ) -> list[Document | GWSError]:
         if not recordings:
             return []
         ids = sorted({r["id"] for r in recordings})
@@ -308,6 +314,11 @@ class PostgresStore:
             with cur.copy("COPY recording_names (ccid, id, name) FROM STDIN") as copy:
                 for name_row in names:
                     copy.write_row(name_row)
+
+    @contextmanager
+    def bulk_load(self) -> Iterator[bool]:
+        # Indexes stay in place: other processes may be serving from this database.
+        yield False
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
         with self._conn() as conn, conn.transaction():

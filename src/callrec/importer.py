@@ -1,0 +1,131 @@
+"""``callrec import``: JSON lines into the store, decoded and validated in worker processes.
+
+Decoding and validating a recording costs more than storing it, and it needs nothing from the
+database, so batches of lines go to a pool of processes while this one merges and writes the
+batches already prepared, in file order. At most a few batches are in flight, so memory
+stays flat whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from callrec.errors import GWSError
+from callrec.ingest import parse_json, prepare
+from callrec.media.locations import Storages
+from callrec.model import Stored, to_store
+from callrec.services import Services, open_storages
+from callrec.settings import Settings
+from callrec.store import Document
+
+BATCH = 1000
+Lines = list[tuple[int, bytes]]  # (line number, line)
+# (line number, recording or error message, the recording as stored when it is new)
+Prepared = list[tuple[int, Document | str, Stored | None]]
+
+_storages: Storages | None = None  # each worker's own, made once
+
+
+def _start_worker(settings: Settings) -> None:
+    global _storages
+    _storages = open_storages(settings)
+
+
+def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> Prepared:
+    """Decode and validate each line; a bad line becomes its error message."""
+    storages = storages or _storages
+    assert storages is not None
+    out: Prepared = []
+    for line_no, line in lines:
+        try:
+            doc = prepare(storages, parse_json(line), ccid)
+        except GWSError as error:
+            out.append((line_no, error.message, None))
+            continue
+        try:
+            out.append((line_no, doc, to_store(None, doc)))
+        except GWSError:  # it may still merge with what is stored
+            out.append((line_no, doc, None))
+    return out
+
+
+def read_batches(path: Path, size: int = BATCH) -> Iterator[tuple[Lines, int]]:
+    """Batches of non-blank lines with their numbers, and the bytes each batch consumed."""
+    batch: Lines = []
+    consumed = 0
+    with path.open("rb") as handle:
+        for line_no, line in enumerate(handle, 1):
+            consumed += len(line)
+            if line.strip():
+                batch.append((line_no, line))
+            if len(batch) >= size:
+                yield batch, consumed
+                batch, consumed = [], 0
+    if batch or consumed:
+        yield batch, consumed
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    failed: int = 0
+
+
+def import_file(
+    services: Services,
+    path: Path,
+    ccid: str,
+    *,
+    jobs: int,
+    on_error: Callable[[int, str], None],
+    on_progress: Callable[[int], None],
+) -> ImportResult:
+    """Import ``path`` into ``ccid``; ``jobs`` worker processes (0: prepare in this one)."""
+    store = services.store
+    result = ImportResult()
+
+    def write(prepared: Prepared, consumed: int) -> None:
+        good = [(n, doc, new) for n, doc, new in prepared if not isinstance(doc, str)]
+        outcomes = []
+        if good:
+            docs = [doc for _, doc, _ in good]
+            outcomes = store.upsert(ccid, docs, new=[new for _, _, new in good])
+        stored = dict(zip([n for n, _, _ in good], outcomes, strict=True))
+        for line_no, item, _ in prepared:  # in file order
+            outcome = stored.get(line_no, item)
+            if isinstance(outcome, str | GWSError):
+                result.failed += 1
+                on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
+            else:
+                result.imported += 1
+        on_progress(consumed)
+
+    if jobs <= 0:
+        for lines, consumed in read_batches(path):
+            write(prepare_lines(ccid, lines, services.storages), consumed)
+        return result
+    # "spawn": the workers start clean, sharing no database connection or thread state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(services.settings,)
+    ) as pool:
+        pending: deque[tuple[Future[Prepared], int]] = deque()
+        for lines, consumed in read_batches(path):
+            pending.append((pool.submit(prepare_lines, ccid, lines), consumed))
+            if len(pending) > 2 * jobs:
+                future, size = pending.popleft()
+                write(future.result(), size)
+        while pending:
+            future, size = pending.popleft()
+            write(future.result(), size)
+    return result
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)))

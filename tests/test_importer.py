@@ -1,0 +1,206 @@
+"""Import's pipeline (worker processes, file order, merges within a file) and SQLite's bulk load
+(indexes dropped and built once, and built again after a load that was killed)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callrec.demo import demo_jsonl
+from callrec.importer import import_file, read_batches
+from callrec.query import RecordingQuery, matches, parse_query
+from callrec.services import Services
+from callrec.settings import Settings
+from callrec.store import Document, search_key
+from callrec.store.sqlite import DERIVED, SQLiteStore
+from conftest import local_recording
+
+
+@pytest.fixture
+def services(tmp_path: Path, database_url: str) -> Iterator[Services]:
+    opened = Services.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    yield opened
+    opened.close()
+
+
+def everything(services: Services, ccid: str) -> list[Document]:
+    docs = []
+    after = None
+    while page := services.store.search(ccid, RecordingQuery(), limit=500, after=after):
+        docs += page
+        after = search_key(page[-1])
+    return docs
+
+
+def run_import(services: Services, path: Path, jobs: int) -> tuple[int, int, list[tuple[int, str]]]:
+    errors: list[tuple[int, str]] = []
+    consumed: list[int] = []
+    result = import_file(
+        services,
+        path,
+        "cc1",
+        jobs=jobs,
+        on_error=lambda n, m: errors.append((n, m)),
+        on_progress=consumed.append,
+    )
+    assert sum(consumed) == path.stat().st_size  # progress accounts for every byte
+    return result.imported, result.failed, errors
+
+
+def mixed_file(path: Path) -> dict[int, str]:
+    """Demo recordings with bad lines, blank lines and a recording posted twice; returns the
+    bad lines' numbers and what their error must mention."""
+    demo = path.parent / "demo.jsonl"
+    demo_jsonl(demo, 2500, seed=3)
+    lines = demo.read_text(encoding="utf-8").splitlines()
+    twice_first = local_recording("twice", eventHistory=[{"event": "Joined", "x": 1}])
+    twice_again = dict(local_recording("twice"), eventHistory=[{"event": "Left", "x": 2}])
+    twice_again.pop("startTime")  # merges with the first: no start of its own is needed
+    bad = [
+        ("{not json", "JSON"),
+        (json.dumps({"id": "no/slash", "region": "r"}), "id"),
+        (json.dumps(local_recording("late", startTime="yesterday")), "startTime"),
+    ]
+    out = [*lines[:3], bad[0][0], "", *lines[3:1200], bad[1][0], json.dumps(twice_first)]
+    out += [*lines[1200:], bad[2][0], json.dumps(twice_again)]
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return {out.index(line) + 1: reason for line, reason in bad}
+
+
+@pytest.mark.parametrize("jobs", [0, 2])
+def test_import_in_workers_reports_in_file_order_and_merges_repeats(
+    services: Services, tmp_path: Path, jobs: int
+) -> None:
+    source = tmp_path / "mixed.jsonl"
+    bad = mixed_file(source)
+    assert len(bad) == 3
+
+    imported, failed, errors = run_import(services, source, jobs)
+
+    assert [n for n, _ in errors] == sorted(bad)
+    for (number, message), reason in zip(errors, [bad[n] for n in sorted(bad)], strict=True):
+        assert reason in message, (number, message)
+    assert failed == 3
+    assert imported == 2502  # the repeat counts as imported twice: it was accepted twice
+    docs = everything(services, "cc1")
+    assert len(docs) == 2501
+    [twice] = [d for d in docs if d["id"] == "twice"]
+    assert [e["event"] for e in twice["eventHistory"]] == ["Joined", "Left"]
+
+
+def test_workers_and_no_workers_store_the_same(tmp_path: Path) -> None:
+    source = tmp_path / "mixed.jsonl"
+    mixed_file(source)
+    stored = []
+    for jobs in (0, 2):
+        settings = Settings(data_dir=tmp_path / f"data{jobs}")
+        with_services = Services.open(settings)
+        try:
+            run_import(with_services, source, jobs)
+            stored.append(everything(with_services, "cc1"))
+        finally:
+            with_services.close()
+    assert stored[0] == stored[1]
+
+
+def test_batches_cover_every_line_with_its_number(tmp_path: Path) -> None:
+    source = tmp_path / "lines.jsonl"
+    source.write_bytes(b"a\n\n  \nb\nc")
+    batches = list(read_batches(source, size=2))
+    assert [lines for lines, _ in batches] == [[(1, b"a\n"), (4, b"b\n")], [(5, b"c")]]
+    assert sum(size for _, size in batches) == source.stat().st_size
+
+
+# --------------------------------------------------------------------------- SQLite bulk load
+
+
+def structures(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')")
+        return {name for (name,) in rows}
+
+
+def sample(count: int, tmp_path: Path) -> list[dict[str, Any]]:
+    demo = tmp_path / "sample.jsonl"
+    demo_jsonl(demo, count, seed=5)
+    return [json.loads(line) for line in demo.read_text(encoding="utf-8").splitlines()]
+
+
+QUERIES = [
+    {"callerPhoneNumber": "*41*"},
+    {"callerPhoneNumber": "*555*"},
+    {"dialedPhoneNumber": "*800*"},
+    {"callerPhoneNumber": "1*"},
+    {"userName": "james"},
+]
+
+
+def assert_searches_match_reference(store: SQLiteStore, docs: list[dict[str, Any]]) -> None:
+    stored = {d["id"]: d for d in docs}
+    for params in QUERIES:
+        query = parse_query(params)
+        expected = sorted((d for d in stored.values() if matches(query, d)), key=search_key)
+        found = store.search("cc1", query, limit=len(stored))
+        assert [d["id"] for d in found] == [d["id"] for d in expected[: len(stored)]], params
+
+
+def test_bulk_load_defers_indexes_on_an_empty_store_only(tmp_path: Path) -> None:
+    path = tmp_path / "bulk.db"
+    store = SQLiteStore(path)
+    docs = sample(400, tmp_path)
+    try:
+        assert set(DERIVED) <= structures(path)
+        with store.bulk_load() as deferred:
+            assert deferred
+            assert not set(DERIVED) & structures(path)
+            store.upsert("cc1", docs)
+        assert set(DERIVED) <= structures(path)
+        stored = store.search("cc1", RecordingQuery(), limit=1000)
+        assert_searches_match_reference(store, stored)
+
+        with store.bulk_load() as deferred:  # not empty any more: nothing is dropped
+            assert not deferred
+            assert set(DERIVED) <= structures(path)
+    finally:
+        store.close()
+
+
+KILLED_LOAD = """
+import json, os, signal, sys
+from callrec.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+docs = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
+with store.bulk_load():
+    store.upsert("cc1", docs)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    source = tmp_path / "sample.jsonl"
+    demo_jsonl(source, 300, seed=5)
+    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, str(path), str(source)])
+    assert done.returncode == -signal.SIGKILL
+    assert not set(DERIVED) & structures(path)
+
+    reopened = SQLiteStore(path)
+    try:
+        assert set(DERIVED) <= structures(path)
+        stored = reopened.search("cc1", RecordingQuery(), limit=1000)
+        assert len(stored) == 300
+        assert_searches_match_reference(reopened, stored)
+        # The trigram index follows later writes again.
+        reopened.upsert("cc1", [local_recording("late-1", callerPhoneNumber="+1 987 654 3210")])
+        [late] = reopened.search("cc1", parse_query({"callerPhoneNumber": "*76543*"}), limit=5)
+        assert late["id"] == "late-1"
+    finally:
+        reopened.close()
