@@ -16,18 +16,22 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from callrec.errors import GWSError
 from callrec.ingest import parse_json, prepare
 from callrec.media.locations import Storages
-from callrec.model import Stored, to_store
+from callrec.model import IndexKeys, Stored, to_store
 from callrec.services import Services, open_storages
 from callrec.settings import Settings
-from callrec.store import Document
 
 BATCH = 1000
 Lines = list[tuple[int, bytes]]  # (line number, line)
-# (line number, recording or error message, the recording as stored when it is new)
-Prepared = list[tuple[int, Document | str, Stored | None]]
+# Per line: (number, error message, None), or (number, the recording's JSON as stored, its
+# index keys) when it is valid and new, or (number, the valid recording's JSON, None) when
+# only merging with a stored one can complete it. JSON crosses between processes: far
+# cheaper to pass than the objects it stands for.
+Prepared = list[tuple[int, str | bytes, IndexKeys | None]]
 
 _storages: Storages | None = None  # each worker's own, made once
 
@@ -49,9 +53,11 @@ def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> 
             out.append((line_no, error.message, None))
             continue
         try:
-            out.append((line_no, doc, to_store(None, doc)))
-        except GWSError:  # it may still merge with what is stored
-            out.append((line_no, doc, None))
+            stored = to_store(None, doc)
+        except GWSError:  # no startTime of its own: it may still merge with a stored one
+            out.append((line_no, orjson.dumps(doc), None))
+        else:
+            out.append((line_no, stored.blob, stored.keys))
     return out
 
 
@@ -91,14 +97,17 @@ def import_file(
     result = ImportResult()
 
     def write(prepared: Prepared, consumed: int) -> None:
-        good = [(n, doc, new) for n, doc, new in prepared if not isinstance(doc, str)]
-        outcomes = []
-        if good:
-            docs = [doc for _, doc, _ in good]
-            outcomes = store.upsert(ccid, docs, new=[new for _, _, new in good])
-        stored = dict(zip([n for n, _, _ in good], outcomes, strict=True))
-        for line_no, item, _ in prepared:  # in file order
-            outcome = stored.get(line_no, item)
+        lines, docs, new = [], [], []
+        for line_no, data, keys in prepared:
+            if isinstance(data, bytes):
+                # Merging a recording's stored form over a stored one gives what merging the
+                # recording itself would: the stored form only widened its times to its media.
+                lines.append(line_no)
+                docs.append(orjson.loads(data))
+                new.append(Stored(docs[-1], keys, data) if keys else None)
+        stored = dict(zip(lines, store.upsert(ccid, docs, new=new) if docs else [], strict=True))
+        for line_no, data, _ in prepared:  # in file order
+            outcome = stored.get(line_no, data)
             if isinstance(outcome, str | GWSError):
                 result.failed += 1
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
