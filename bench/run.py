@@ -24,6 +24,7 @@ import argparse
 import base64
 import http.client
 import json
+import math
 import os
 import random
 import shutil
@@ -78,10 +79,15 @@ def run_wrk(port: int, paths_file: Path, seconds: float, connections: int) -> fl
 
 
 def generate(work: Path, size: int) -> tuple[Path, list[dict]]:
+    """The benchmark's recordings (made once per work directory: seed 7 is deterministic)."""
     from callrec.demo import demo_jsonl
 
-    jsonl = work / "recordings.jsonl"
-    demo_jsonl(jsonl, size, seed=7, media=False)
+    jsonl = work / f"recordings-{size}.jsonl"
+    if not jsonl.exists():
+        print(f"generating {size:,} recordings ...", file=sys.stderr)
+        partial = jsonl.with_suffix(".partial")
+        demo_jsonl(partial, size, seed=7, media=False)
+        partial.rename(jsonl)
     with jsonl.open() as handle:
         sample = [json.loads(line) for _, line in zip(range(20000), handle, strict=False)]
     return jsonl, sample
@@ -289,15 +295,24 @@ def run_backend(
 
     database_url = ""
     if backend == "postgresql":
-        database_url = fresh_postgres_database(args.postgres_url, args.postgres_database)
+        database_url = urlunsplit(
+            urlsplit(args.postgres_url)._replace(path=f"/{args.postgres_database}")
+        )
+        if not args.reuse:
+            fresh_postgres_database(args.postgres_url, args.postgres_database)
+    elif not args.reuse:
+        shutil.rmtree(work / backend, ignore_errors=True)
     env = {
         **os.environ,
         "CALLREC_DATA_DIR": str(work / backend),
         "CALLREC_LOG_LEVEL": "warning",
         "CALLREC_DATABASE_URL": database_url,
     }
-    print(f"[{backend}] importing {args.size:,} recordings ...", file=sys.stderr)
-    run = BackendRun(backend, load(jsonl, args.size, env), [], [], [], {})
+    rate = float("nan")
+    if not args.reuse:
+        print(f"[{backend}] importing {args.size:,} recordings ...", file=sys.stderr)
+        rate = load(jsonl, args.size, env)
+    run = BackendRun(backend, rate, [], [], [], {})
     port = free_port()
     callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
     with serving(callrec, port, env, "/healthz"):
@@ -355,13 +370,14 @@ def report(
         for run in runs:
             ours, base = statistics.median(run.get_rates), statistics.median(run.bare_rates)
             print(
-                f"| {run.backend} | {run.import_rate:,.0f} | {ours:,.0f} ({fmt(run.get_rates)}) "
+                f"| {run.backend} | {rate_text(run.import_rate)} "
+                f"| {ours:,.0f} ({fmt(run.get_rates)}) "
                 f"| {base:,.0f} ({fmt(run.bare_rates)}) | **{ours / base:.0%}** |"
             )
     else:
         print("| backend | import, recordings/s |\n|---|---|")
         for run in runs:
-            print(f"| {run.backend} | {run.import_rate:,.0f} |")
+            print(f"| {run.backend} | {rate_text(run.import_rate)} |")
     header = " | ".join(f"{r.backend} p50 | {r.backend} p95 | {r.backend} p99" for r in runs)
     print(f"\n| query class | {header} | median results |")
     print("|---|" + "---|" * (3 * len(runs)) + "---|")
@@ -475,6 +491,10 @@ def differences(
     return found
 
 
+def rate_text(rate: float) -> str:
+    return "-" if math.isnan(rate) else f"{rate:,.0f}"
+
+
 def fmt(values: list[float]) -> str:
     return ", ".join(f"{v:,.0f}" for v in values)
 
@@ -522,15 +542,29 @@ def main() -> None:
         help="an admin URL; the benchmark (re)creates the database --postgres-database beside it",
     )
     parser.add_argument("--postgres-database", default="callrec_bench")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep the generated file and the databases in this directory (default: a"
+        " temporary one, removed at the end)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="query the databases a previous run left in --work (and the PostgreSQL"
+        " database) instead of importing again; no import rate is measured",
+    )
     args = parser.parse_args()
     args.naive_queries = min(args.naive_queries, args.queries)
     # The page a search returns when it asks for no limit: the servers' setting (same env).
     args.page_size = Settings().page_size
     if args.throughput and not shutil.which("wrk"):
         raise SystemExit("wrk is needed (apt-get install wrk), or --no-throughput")
-    work = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
+    if args.reuse and not args.work:
+        raise SystemExit("--reuse needs --work")
+    work = args.work or Path(tempfile.mkdtemp(prefix="callrec-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     try:
-        print(f"generating {args.size:,} recordings ...", file=sys.stderr)
         jsonl, sample = generate(work, args.size)
         classes = query_classes(sample, random.Random(11), args.queries)
         runs = [
@@ -547,7 +581,8 @@ def main() -> None:
             }
         report(args, runs, reference)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
