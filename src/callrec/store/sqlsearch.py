@@ -58,7 +58,7 @@ class Plan:
     (startTime, id) order and stopping at the page's end; a sparse one by collecting its
     matches from an index and sorting them. Which is cheaper depends on how many match."""
 
-    dense_names: bool = False
+    dense_names: bool = False  # names checked per recording, not collected as a set
     dense_numbers: frozenset[str] = frozenset()  # of "caller", "dialed"
     trigram_numbers: frozenset[str] = frozenset()  # infix patterns answered by trigrams
 
@@ -88,6 +88,7 @@ def plan_search(
     cap = max(1000, math.isqrt(limit * max(total, 1)))
     dense_numbers = set()
     trigram_numbers = set()
+    sparse_number = False  # some number's own index gives few candidates
     for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
@@ -97,14 +98,18 @@ def plan_search(
             sql = "SELECT 1 FROM recordings_fts WHERE recordings_fts MATCH ?"
             if count(sql, [fts], cap) < cap:
                 trigram_numbers.add(name)
+                sparse_number = True
             continue
         if param.startswith(("*", "%")):
             continue  # no index range to count in: the time-ordered walk it is
         sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
         if count(sql, [ccid, param], cap) >= cap:
             dense_numbers.add(name)
-    dense_names = False
-    for group in query.user or ():
+        else:
+            sparse_number = True
+    # Few candidates from a number: checking each one's names costs less than counting them.
+    dense_names = sparse_number and bool(query.user)
+    for group in () if dense_names else query.user or ():
         # The OR of groups is as dense as its densest group. Terms joined by AND may each be
         # common yet rarely meet (a common first name AND a common last name): a walk could
         # then read far, while intersecting their index entries stays bounded by their sizes.
