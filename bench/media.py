@@ -3,12 +3,16 @@ serving the very same file, in one run.
 
     .venv/bin/python bench/media.py                       # the figures in docs/performance.md
     .venv/bin/python bench/media.py --duration 3 --rounds 1 --streams 50   # quicker
+    .venv/bin/python bench/media.py --baseline /tmp/old   # also a worktree of another commit
 
 What it measures (results and how to read them: docs/performance.md, "Media streaming"):
 1. Full-file downloads of a 5 MB file, requests/s (wrk, keep-alive, 8 connections).
 2. 64 KiB range requests at offsets spread over the file, requests/s (wrk).
    Both alternate between callrec, nginx (sendfile on) and a bare Starlette ``FileResponse``
    app on uvicorn for ``--rounds`` rounds; the figures are medians and ratios of medians.
+   With ``--baseline DIR`` a second callrec runs the code of the source tree ``DIR`` (e.g.
+   ``git worktree add DIR <commit>``) on the same data, measured in the same rounds: a
+   before/after comparison on equal terms.
 3. 200 concurrent full downloads (curl) of a large file from callrec: every one must be a
    200 with every byte, and the server's peak resident memory (VmHWM) must stay < 300 MB.
 
@@ -174,6 +178,7 @@ class Rates:
     callrec: list[float] = field(default_factory=list)
     nginx: list[float] = field(default_factory=list)
     starlette: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -308,12 +313,21 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[Rates, Rates, Streams
             str(work),
         ]
         file_env = {**env, "BENCH_FILE": str(served)}
-        with serving(nginx, nginx_port, env, "/"), serving(starlette, file_port, file_env, "/x"):
+        play = f"/api/v2/recordings/{RECORDING}/play/five.mp3"
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(serving(nginx, nginx_port, env, "/"))
+            stack.enter_context(serving(starlette, file_port, file_env, "/x"))
             urls = {
-                "callrec": f"http://127.0.0.1:{port}/api/v2/recordings/{RECORDING}/play/five.mp3",
+                "callrec": f"http://127.0.0.1:{port}{play}",
                 "nginx": f"http://127.0.0.1:{nginx_port}/{CCID}/{RECORDING}/five.mp3",
                 "starlette": f"http://127.0.0.1:{file_port}/five.mp3",
             }
+            if args.baseline is not None:
+                base_port = free_port()
+                base_env = {**env, "PYTHONPATH": str(args.baseline.resolve() / "src")}
+                base = [str(BIN / "callrec"), "serve", "--port", str(base_port)]
+                stack.enter_context(serving(base, base_port, base_env, "/healthz"))
+                urls["baseline"] = f"http://127.0.0.1:{base_port}{play}"
             auth = ["-H", f"Authorization: {basic('bench-admin')}"]
             lua = work / "range.lua"
             lua.write_text(RANGE_LUA)
@@ -342,11 +356,13 @@ def fmt(values: list[float]) -> str:
 
 def report(args: argparse.Namespace, full: Rates, ranged: Rates, streams: Streams) -> bool:
     print(f"\n## Media streaming: {args.size_mb} MB file, local store, loopback\n")
+    compared = bool(full.baseline)
     print(
         "| requests/s, median (rounds) | callrec | nginx, sendfile | Starlette FileResponse "
-        "| callrec / nginx | aim |"
+        + ("| baseline callrec | baseline / nginx " if compared else "")
+        + "| callrec / nginx | aim |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|" + ("---|---|" if compared else ""))
     passed = True
     for label, rates, aim in (
         (f"whole file ({args.size_mb} MB)", full, 0.50),
@@ -356,9 +372,13 @@ def report(args: argparse.Namespace, full: Rates, ranged: Rates, streams: Stream
         bare = statistics.median(rates.starlette)
         ratio = ours / nginx
         passed &= ratio >= aim
+        then = ""
+        if compared:
+            old = statistics.median(rates.baseline)
+            then = f"| {old:,.0f} ({fmt(rates.baseline)}) | {old / nginx:.0%} "
         print(
             f"| {label} | {ours:,.0f} ({fmt(rates.callrec)}) | {nginx:,.0f} ({fmt(rates.nginx)}) "
-            f"| {bare:,.0f} ({fmt(rates.starlette)}) | **{ratio:.0%}** | ≥ {aim:.0%} |"
+            f"| {bare:,.0f} ({fmt(rates.starlette)}) {then}| **{ratio:.0%}** | ≥ {aim:.0%} |"
         )
     ok = streams.ok == streams.count and streams.peak_rss_mb < RSS_LIMIT_MB
     rate = streams.count * streams.size / streams.seconds / 1e9
@@ -383,6 +403,12 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=5, help="the downloaded file, MB")
     parser.add_argument("--large-mb", type=int, default=100, help="the streamed file, MB")
     parser.add_argument("--streams", type=int, default=200, help="concurrent streams")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also measure callrec from this source tree (a worktree of another commit)",
+    )
     args = parser.parse_args()
     for tool in ("wrk", "curl"):
         if not shutil.which(tool):

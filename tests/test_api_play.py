@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from callrec.api import play as play_module
+from callrec.api.play import ONE_SHOT
+from callrec.media.local import LocalMediaStore
+from callrec.services import Services
 from callrec.settings import Settings
 from conftest import PASSWORD, basic, local_recording
 
@@ -439,3 +444,218 @@ def test_media_is_never_served_as_a_page(
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["content-security-policy"].startswith("sandbox")
+
+
+# --------------------------------------------------------------------------- local fast path
+
+
+def media_file(services: Services, media_id: str = "a.mp3") -> Path:
+    """Where the local store keeps the bytes of ``media_id`` of cc1's rec-1."""
+    doc = services.store.get("cc1", "rec-1")
+    assert doc is not None
+    [media] = [m for m in doc["mediaFiles"] if m["mediaId"] == media_id]
+    store = services.storages.get("local")
+    assert isinstance(store, LocalMediaStore)
+    return store.path(media["mediaDescriptor"]["path"])
+
+
+MEDIA_HEADERS = {
+    "accept-ranges": "bytes",
+    "cache-control": "private, max-age=0",
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "sandbox; default-src 'none'",
+    "content-type": "audio/mpeg",
+    "content-disposition": "inline; filename=\"a.mp3\"; filename*=UTF-8''a.mp3",
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "status", "length", "content_range"),
+    [
+        ("GET", {}, 200, SIZE, None),
+        ("HEAD", {}, 200, SIZE, None),
+        ("GET", {"Range": "bytes=10-19"}, 206, 10, f"bytes 10-19/{SIZE}"),
+        ("HEAD", {"Range": "bytes=-5"}, 206, 5, f"bytes {SIZE - 5}-{SIZE - 1}/{SIZE}"),
+        ("GET", {"Range": "bytes=995-"}, 206, 5, f"bytes 995-999/{SIZE}"),
+    ],
+)
+def test_every_answer_carries_the_media_headers(
+    media: TestClient,
+    method: str,
+    headers: dict[str, str],
+    status: int,
+    length: int,
+    content_range: str | None,
+) -> None:
+    response = play(media, method=method, **headers)
+    assert response.status_code == status
+    for name, value in MEDIA_HEADERS.items():
+        assert response.headers[name] == value, name
+    assert response.headers["etag"].startswith('"')
+    assert response.headers["content-length"] == str(length)
+    assert response.headers.get("content-range") == content_range
+    assert len(response.content) == (0 if method == "HEAD" else length)
+
+
+def test_not_modified_carries_the_validators_and_no_body(media: TestClient) -> None:
+    etag = play(media).headers["etag"]
+    for method in ("GET", "HEAD"):
+        response = play(media, method=method, Range="bytes=0-9", **{"If-None-Match": etag})
+        assert response.status_code == 304
+        assert response.content == b""
+        assert response.headers["etag"] == etag
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "content-type" not in response.headers
+        assert "content-range" not in response.headers
+
+
+def test_if_range_with_a_range_past_the_end(media: TestClient) -> None:
+    etag = play(media).headers["etag"]
+    assert_error(play(media, Range="bytes=5000-", **{"If-Range": etag}), 416, 2)
+    other = play(media, Range="bytes=5000-", **{"If-Range": '"other"'})
+    assert other.status_code == 200
+    assert other.content == DATA
+
+
+def test_a_file_replaced_or_deleted_after_being_played(
+    media: TestClient, services: Services
+) -> None:
+    first = play(media, Range="bytes=0-9")
+    assert first.content == DATA[:10]
+    path = media_file(services)
+    fresh = path.with_name("fresh.tmp")
+    fresh.write_bytes(b"replaced on disk")
+    os.replace(fresh, path)
+    again = play(media, Range="bytes=0-7")
+    assert again.status_code == 206
+    assert again.content == b"replaced"
+    assert again.headers["content-range"] == "bytes 0-7/16"
+    assert again.headers["etag"] != first.headers["etag"]
+    path.unlink()
+    for method in ("GET", "HEAD"):
+        gone = play(media, method=method, Range="bytes=0-7")
+        assert gone.status_code == 404
+    assert_error(play(media), 404, 6)
+
+
+def test_a_recording_deleted_after_being_played_is_404(media: TestClient) -> None:
+    assert play(media, Range="bytes=0-9").status_code == 206
+    deleted = media.delete(f"{OPS.format(ccid='cc1')}/rec-1", headers=RECORDER)
+    assert deleted.status_code == 200, deleted.text
+    assert_error(play(media, Range="bytes=0-9"), 404, 6)
+
+
+BIGGER = 2 * ONE_SHOT + 5
+
+
+@pytest.fixture
+def bigger(client: TestClient) -> bytes:
+    data = random.Random(11).randbytes(BIGGER)
+    add_media(client, "big.wav", data=data, type="audio/wav")
+    return data
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "end"),
+    [
+        (f"bytes=0-{ONE_SHOT - 1}", 0, ONE_SHOT - 1),
+        (f"bytes=0-{ONE_SHOT}", 0, ONE_SHOT),
+        (f"bytes=1-{ONE_SHOT}", 1, ONE_SHOT),
+        (f"bytes={ONE_SHOT - 1}-{2 * ONE_SHOT}", ONE_SHOT - 1, 2 * ONE_SHOT),
+        (f"bytes=-{ONE_SHOT}", BIGGER - ONE_SHOT, BIGGER - 1),
+        (f"bytes=-{ONE_SHOT + 1}", BIGGER - ONE_SHOT - 1, BIGGER - 1),
+        (f"bytes={BIGGER - ONE_SHOT}-", BIGGER - ONE_SHOT, BIGGER - 1),
+        (f"bytes={BIGGER - 1}-{BIGGER + 1000}", BIGGER - 1, BIGGER - 1),
+        ("bytes=0-", 0, BIGGER - 1),
+    ],
+)
+@pytest.mark.parametrize("page_cache", [True, False])
+def test_ranges_around_the_one_message_size(
+    client: TestClient,
+    bigger: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    header: str,
+    start: int,
+    end: int,
+    page_cache: bool,
+) -> None:
+    if not page_cache:  # as if the bytes were on disk only: read in a thread, streamed
+        monkeypatch.setattr(play_module, "read_cached", lambda fd, size, offset: None)
+    response = play(client, "big.wav", Range=header)
+    assert response.status_code == 206
+    assert response.headers["content-range"] == f"bytes {start}-{end}/{BIGGER}"
+    assert response.headers["content-length"] == str(end - start + 1)
+    assert response.content == bigger[start : end + 1]
+    assert_error(play(client, "big.wav", Range=f"bytes={BIGGER}-"), 416, 2)
+
+
+def asgi_play(app: Any, method: str = "GET", **headers: str) -> list[dict[str, Any]]:
+    """The ASGI messages the application sends for a play of cc1's rec-1/a.mp3."""
+    path = PLAY.format(rec_id="rec-1", media_id="a.mp3")
+    raw = [(k.lower().encode(), v.encode()) for k, v in {**ALICE, **headers}.items()]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), *raw],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+        "state": {},
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(app, scope, receive, send)
+    return sent
+
+
+def test_a_small_local_range_is_one_body_message(media: TestClient) -> None:
+    sent = asgi_play(media.app, Range="bytes=100-199")
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 206
+    assert sent[1]["body"] == DATA[100:200]
+    assert not sent[1].get("more_body", False)
+    head = asgi_play(media.app, "HEAD", Range="bytes=100-199")
+    assert [m.get("body", b"") for m in head[1:]] == [b""]
+    assert (b"content-length", b"100") in head[0]["headers"]
+
+
+def test_a_local_store_on_a_network_file_system_plays_the_same(
+    media: TestClient, services: Services
+) -> None:
+    requests: list[dict[str, str]] = [
+        {},
+        {"Range": "bytes=0-9"},
+        {"Range": "bytes=-10"},
+        {"Range": "bytes=990-"},
+        {"Range": "bytes=1000-"},
+        {"Range": "bytes=0-1,5-6"},
+        {"Range": "bytes=0-9", "If-Range": '"stale"'},
+    ]
+
+    def answers() -> list[tuple[int, dict[str, str], bytes]]:
+        out = []
+        for method in ("GET", "HEAD"):
+            for headers in requests:
+                r = play(media, method=method, **headers)
+                kept = {k: v for k, v in r.headers.items() if k != "date"}
+                out.append((r.status_code, kept, r.content))
+        return out
+
+    on_loop = answers()
+    store = services.storages.get("local")
+    assert isinstance(store, LocalMediaStore)
+    store.on_loop = False  # every file operation in a worker thread, nothing kept open
+    assert answers() == on_loop

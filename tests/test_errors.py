@@ -296,7 +296,12 @@ def test_storage_failure_is_status_4_without_paths(
     async def broken_stat(key: str) -> Any:
         raise OSError(5, "Input/output error", str(settings.resolved_media_dir / key))
 
-    monkeypatch.setattr(services.storages.get("local"), "stat", broken_stat)
+    def broken_use(key: str, use: Any) -> Any:
+        raise OSError(5, "Input/output error", str(settings.resolved_media_dir / key))
+
+    local = services.storages.get("local")
+    monkeypatch.setattr(local, "stat", broken_stat)
+    monkeypatch.setattr(local, "use_file", broken_use)  # how play opens files on a disk
     response = lenient.get("/api/v2/recordings/rec-1/play/a.mp3", headers=ALICE)
     assert response.status_code in (500, 502, 504)
     assert_gws_error(response, response.status_code, 4, settings.data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from callrec.media.http import (
     if_range_allows,
     parse_range,
 )
-from callrec.media.local import CHUNK, LocalMediaStore, UploadTooLarge
+from callrec.media.local import CHUNK, LocalMediaStore, UploadTooLarge, etag
 
 # --------------------------------------------------------------------------- parse_range
 
@@ -614,12 +615,12 @@ def test_a_file_opened_after_the_request_gave_up_is_closed(
 def test_uncached_data_is_read_in_a_thread(
     store: LocalMediaStore, big: str, big_bytes: bytes
 ) -> None:
-    from callrec.media.local import _read_cached
+    from callrec.media.local import read_cached
 
     fd = os.open(store.path(big), os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # drop it from the page cache
-        if _read_cached(fd, 4096, 100_000) is not None:
+        if read_cached(fd, 4096, 100_000) is not None:
             pytest.skip("this file system keeps the file cached (or has no RWF_NOWAIT)")
     finally:
         os.close(fd)
@@ -634,7 +635,7 @@ def test_cached_data_is_read_without_a_thread(
     read_range(store, big, 0, BIG - 1)  # now in the page cache
     fd = os.open(store.path(big), os.O_RDONLY)
     try:
-        if local._read_cached(fd, 1, 0) is None:
+        if local.read_cached(fd, 1, 0) is None:
             pytest.skip("no RWF_NOWAIT here")
     finally:
         os.close(fd)
@@ -648,3 +649,163 @@ def test_cached_data_is_read_without_a_thread(
     monkeypatch.setattr(local, "blocking", counting)
     assert b"".join(read_range(store, big, 7, BIG - 1)) == big_bytes[7:]
     assert calls == []
+
+
+# --------------------------------------------------------------------------- kept descriptors
+
+
+def place(root: Path, key: str, data: bytes) -> Path:
+    path = root / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def read_now(store: LocalMediaStore, key: str) -> tuple[bytes, os.stat_result]:
+    """The whole file through the descriptor ``use_file`` lends, and the stat it gave."""
+    return store.use_file(key, lambda fd, st, path: (os.pread(fd, st.st_size + 100, 0), st))
+
+
+def kept(store: LocalMediaStore) -> dict[str, os.stat_result]:
+    """The store's kept descriptors, by key: what each one is open on."""
+    return {key: os.fstat(k.fd) for key, k in store._open_files._files.items()}
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_file_played_again_is_not_opened_again(
+    store: LocalMediaStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    place(root, "cc1/a.wav", b"first")
+    opened: list[str] = []
+    original = store.open_file
+
+    def counting(key: str) -> tuple[int, os.stat_result, str]:
+        opened.append(key)
+        return original(key)
+
+    monkeypatch.setattr(store, "open_file", counting)
+    for _ in range(3):
+        assert read_now(store, "cc1/a.wav")[0] == b"first"
+    assert anyio.run(store.stat, "cc1/a.wav").size == 5
+    assert b"".join(read_range(store, "cc1/a.wav", 1, 3)) == b"irs"
+    assert opened == ["cc1/a.wav"]
+
+
+def test_a_replaced_file_is_read_anew_and_the_old_descriptor_closed(
+    store: LocalMediaStore, root: Path
+) -> None:
+    path = place(root, "cc1/a.wav", b"old bytes")
+    data, first = read_now(store, "cc1/a.wav")
+    assert data == b"old bytes"
+    before = open_descriptors()
+    os.replace(place(root, "cc1/a.wav.new", b"new"), path)  # as uploads replace files
+    data, second = read_now(store, "cc1/a.wav")
+    assert data == b"new"
+    assert second.st_ino != first.st_ino
+    assert kept(store)["cc1/a.wav"].st_ino == second.st_ino
+    assert open_descriptors() == before  # the old file's descriptor was closed
+    assert anyio.run(store.stat, "cc1/a.wav").etag == etag(second) != etag(first)
+
+
+def test_a_deleted_file_is_missing_and_its_descriptor_closed(
+    store: LocalMediaStore, root: Path
+) -> None:
+    before = open_descriptors()
+    path = place(root, "cc1/a.wav", b"bytes")
+    read_now(store, "cc1/a.wav")
+    assert open_descriptors() == before + 1
+    path.unlink()  # behind the store's back
+    with pytest.raises(MediaMissing):
+        read_now(store, "cc1/a.wav")
+    with pytest.raises(MediaMissing):
+        anyio.run(store.stat, "cc1/a.wav")
+    assert kept(store) == {}
+    assert open_descriptors() == before
+
+
+def test_a_file_changed_in_place_is_read_as_it_is_now(store: LocalMediaStore, root: Path) -> None:
+    path = place(root, "cc1/a.wav", b"0123456789")
+    read_now(store, "cc1/a.wav")
+    with path.open("r+b") as out:
+        out.write(b"abc")
+    assert read_now(store, "cc1/a.wav")[0] == b"abc3456789"
+    with path.open("ab") as out:
+        out.write(b"++")
+    data, st = read_now(store, "cc1/a.wav")
+    assert (data, st.st_size) == (b"abc3456789++", 12)
+    assert anyio.run(store.stat, "cc1/a.wav").size == 12
+    with path.open("r+b") as out:
+        out.truncate(4)
+    assert read_now(store, "cc1/a.wav")[0] == b"abc3"
+
+
+def test_a_file_moved_out_of_the_store_is_not_read_through_a_symlink(
+    store: LocalMediaStore, root: Path, tmp_path: Path
+) -> None:
+    path = place(root, "cc1/a.wav", b"was inside")
+    read_now(store, "cc1/a.wav")
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    outside = tmp_path / "outside.wav"
+    os.rename(path, outside)
+    os.symlink(outside, path)
+    with pytest.raises(InvalidParameter):
+        read_now(store, "cc1/a.wav")
+    assert kept(store) == {}
+
+
+def test_put_and_delete_close_the_kept_descriptor(store: LocalMediaStore, root: Path) -> None:
+    before = open_descriptors()
+    put(store, "cc1/a.wav", stream([b"one"]), 100)
+    read_now(store, "cc1/a.wav")
+    put(store, "cc1/a.wav", stream([b"two"]), 100)
+    assert kept(store) == {}
+    assert read_now(store, "cc1/a.wav")[0] == b"two"
+    anyio.run(store.delete, "cc1/a.wav")
+    assert kept(store) == {}
+    assert open_descriptors() == before
+
+
+def test_few_descriptors_are_kept_and_none_for_long(
+    store: LocalMediaStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from callrec.media import local
+
+    monkeypatch.setattr(local, "OPEN_FILES", 2)
+    for name in "abc":
+        place(root, f"cc1/{name}.wav", name.encode())
+        read_now(store, f"cc1/{name}.wav")
+    assert sorted(kept(store)) == ["cc1/b.wav", "cc1/c.wav"]
+    read_now(store, "cc1/b.wav")  # used: now the last to go
+    read_now(store, "cc1/a.wav")
+    assert sorted(kept(store)) == ["cc1/a.wav", "cc1/b.wav"]
+    monkeypatch.setattr(local, "OPEN_FILE_IDLE", 0.05)
+    time.sleep(0.1)
+    read_now(store, "cc1/c.wav")
+    assert sorted(kept(store)) == ["cc1/c.wav"]  # the idle ones were closed
+    anyio.run(store.aclose)
+    assert kept(store) == {}
+
+
+def test_a_stream_keeps_reading_when_the_kept_descriptor_goes(
+    store: LocalMediaStore, big: str, big_bytes: bytes
+) -> None:
+    async def main() -> bytes:
+        body = await store.open_range(big, 0, BIG - 1)
+        try:
+            await store.aclose()  # closes every kept descriptor
+            return b"".join([chunk async for chunk in body])
+        finally:
+            await body.aclose()
+
+    assert anyio.run(main) == big_bytes
+
+
+def test_nothing_is_kept_open_on_a_network_file_system(root: Path, big_bytes: bytes) -> None:
+    threaded = LocalMediaStore(root, on_loop=False)
+    put(threaded, "cc1/r/t.wav", stream([big_bytes]), BIG)
+    anyio.run(threaded.stat, "cc1/r/t.wav")
+    assert b"".join(read_range(threaded, "cc1/r/t.wav", 0, 9)) == big_bytes[:10]
+    assert kept(threaded) == {}

@@ -5,8 +5,11 @@ Designed for the play hot path. A hop to a worker thread and back costs far more
 then contend for the GIL), so on a disk file system metadata is read on the event loop, as
 the SQLite store reads rows. File data is read on the loop with ``RWF_NOWAIT``, which takes
 only what is in the page cache and never waits for the disk; what is not cached is read in a
-worker thread. On a network file system (NFS, SMB, FUSE, ...), where a server that hangs would
-hang the loop, every operation runs in a worker thread under ``CALLREC_STORAGE_TIMEOUT``.
+worker thread. Files played again soon are not opened again: their descriptors are kept for a
+while, like nginx's ``open_file_cache``, and every use checks with one ``stat`` that the path
+still names the very same, unchanged file (``_OpenFiles``). On a network file system (NFS, SMB,
+FUSE, ...), where a server that hangs would hang the loop, every operation runs in a worker
+thread under ``CALLREC_STORAGE_TIMEOUT``, and nothing is kept open.
 ``bench/media.py`` measures the result beside nginx.
 """
 
@@ -17,7 +20,9 @@ import logging
 import os
 import stat
 import threading
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -40,6 +45,10 @@ __all__ = ["CHUNK", "LocalBody", "LocalMediaStore", "UploadTooLarge"]
 # Bytes per read and per message to the server: big enough that per-chunk costs vanish
 # against copying, small enough that 200 concurrent streams stay far below 300 MB.
 CHUNK = 256 * 1024
+# Descriptors kept open for files played again (a player seeking sends a request per seek),
+# and how long one unused is kept.
+OPEN_FILES = 64
+OPEN_FILE_IDLE = 10.0
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 _MISSING = (FileNotFoundError, NotADirectoryError)
 T = TypeVar("T")
@@ -61,6 +70,7 @@ class LocalMediaStore:
         self.on_loop = on_disk_file_system(self.root) if on_loop is None else on_loop
         self._root_text = str(self.root)
         self._tmp = self.root / ".incoming"
+        self._open_files = _OpenFiles(self)
 
     def path(self, key: str) -> Path:
         """The file for ``key``; raises ``InvalidParameter`` for keys leaving the directory."""
@@ -73,10 +83,20 @@ class LocalMediaStore:
 
     async def stat(self, key: str) -> MediaStat:
         if self.on_loop:
-            st = self._stat(key)
+            st = self.use_file(key, _stat_of)
         else:
             st = await blocking(self._stat, key, timeout=self.timeout, storage=self.name)
-        return MediaStat(size=st.st_size, etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"')
+        return MediaStat(size=st.st_size, etag=etag(st))
+
+    def use_file(self, key: str, use: Callable[[int, os.stat_result, str], T]) -> T:
+        """``use(descriptor, stat, path)`` on the regular file ``key``, opened or kept open,
+        checked as ``open_file`` checks it. Blocking: for a store ``on_loop`` only.
+
+        The descriptor is lent for the call only: ``use`` must not keep it, nor await (it
+        runs under the lock that keeps the descriptor from being closed); ``os.dup`` it to
+        read from it later.
+        """
+        return self._open_files.use(key, use)
 
     def _stat(self, key: str) -> os.stat_result:
         fd, st, _ = self.open_file(key)
@@ -109,7 +129,7 @@ class LocalMediaStore:
 
     async def open_range(self, key: str, start: int, end: int) -> LocalBody:
         if self.on_loop:
-            fd, st, path = self.open_file(key)
+            fd, st, path = self.use_file(key, _own)
         else:
             opening = _Opening(self, key)
             try:
@@ -134,13 +154,23 @@ class LocalMediaStore:
                     await out.write(chunk)
                 await out.flush()
                 await anyio.to_thread.run_sync(os.fsync, out.wrapped.fileno())
-            await anyio.to_thread.run_sync(_publish, tmp, target)
+            await anyio.to_thread.run_sync(self._replace, tmp, target, key)
         finally:
             await anyio.to_thread.run_sync(lambda: tmp.unlink(missing_ok=True))
         return size
 
+    def _replace(self, tmp: Path, target: Path, key: str) -> None:
+        _publish(tmp, target)
+        # Closing the last descriptor of a replaced (or deleted) file frees it, which may
+        # take the file system a while: here in the worker thread, not on the loop.
+        self._open_files.forget(key)
+
     async def delete(self, key: str) -> None:
-        await anyio.to_thread.run_sync(lambda: self.path(key).unlink(missing_ok=True))
+        await anyio.to_thread.run_sync(self._delete, key)
+
+    def _delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+        self._open_files.forget(key)
 
     async def list_files(self, prefix: str = "") -> AsyncIterator[tuple[str, int]]:
         top = self.root.joinpath(*key_parts(prefix.rstrip("/"))) if prefix else self.root
@@ -156,7 +186,110 @@ class LocalMediaStore:
         return None
 
     async def aclose(self) -> None:
-        return None
+        self._open_files.clear()
+
+
+def etag(st: os.stat_result) -> str:
+    """The entity tag of a local file: changes with its modification time or size."""
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def _stat_of(fd: int, st: os.stat_result, path: str) -> os.stat_result:
+    return st
+
+
+def _own(fd: int, st: os.stat_result, path: str) -> tuple[int, os.stat_result, str]:
+    """A descriptor of its own for the caller, which closes it."""
+    return os.dup(fd), st, path
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats are of the same, unchanged file. A write, rename or new link moves
+    the inode's change time (a new link also its link count), so a file moved or linked
+    elsewhere since it was opened is opened and checked again. Whatever the path now leads
+    through, a kept descriptor only ever reads a file that passed ``open_file``'s check."""
+    return (
+        a.st_ino == b.st_ino
+        and a.st_dev == b.st_dev
+        and a.st_ctime_ns == b.st_ctime_ns
+        and a.st_mtime_ns == b.st_mtime_ns
+        and a.st_size == b.st_size
+        and a.st_nlink == b.st_nlink
+    )
+
+
+class _OpenFiles:
+    """Descriptors of recently played files, reused while their path still names the very
+    same, unchanged file (nginx's ``open_file_cache``, checked on every use).
+
+    A use costs one ``stat`` of the path instead of ``open``, the lookup of the opened file's
+    real path, ``fstat`` and ``close``. When the path is gone, names another file (a
+    replaced file is another inode) or the file changed (size, modification or change
+    time, links) the kept descriptor is closed and the path opened and checked afresh, so a
+    file deleted or replaced is never served from the cache. A kept descriptor also keeps its
+    inode from being reused for another file. At most ``OPEN_FILES`` are kept; one unused
+    for ``OPEN_FILE_IDLE`` seconds is closed at the next use of the cache, and ``put`` and
+    ``delete`` of a key close its descriptor at once (so that a deleted file's space is not
+    held).
+
+    Descriptors are only lent to synchronous code under the lock; whatever reads later
+    (a stream) takes a descriptor of its own with ``os.dup``.
+    """
+
+    def __init__(self, store: LocalMediaStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._files: OrderedDict[str, _Kept] = OrderedDict()  # least recently used first
+
+    def use(self, key: str, use: Callable[[int, os.stat_result, str], T]) -> T:
+        with self._lock:
+            files = self._files
+            now = time.monotonic()
+            while files:  # close the descriptors left unused for a while
+                oldest = next(iter(files))
+                if files[oldest].used > now - OPEN_FILE_IDLE:
+                    break
+                self._close(oldest)
+            kept = files.get(key)
+            if kept is not None:
+                try:
+                    st: os.stat_result | None = os.stat(kept.path)
+                except OSError:
+                    st = None
+                if st is not None and _same_file(st, kept.stat):
+                    kept.used = now
+                    files.move_to_end(key)
+                    return use(kept.fd, st, kept.path)
+                self._close(key)
+            fd, st, path = self._store.open_file(key)
+            files[key] = _Kept(fd, st, path, now)
+            if len(files) > OPEN_FILES:
+                self._close(next(iter(files)))  # the least recently used, never this one
+            return use(fd, st, path)
+
+    def _close(self, key: str) -> None:
+        os.close(self._files.pop(key).fd)
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            kept = self._files.pop(key, None)
+        if kept is not None:  # closed outside the lock: plays need not wait for it
+            os.close(kept.fd)
+
+    def clear(self) -> None:
+        with self._lock:
+            while self._files:
+                self._close(next(iter(self._files)))
+
+
+class _Kept:
+    __slots__ = ("fd", "path", "stat", "used")
+
+    def __init__(self, fd: int, st: os.stat_result, path: str, used: float) -> None:
+        self.fd = fd
+        self.stat = st
+        self.path = path
+        self.used = used
 
 
 class _Opening:
@@ -201,7 +334,7 @@ class LocalBody:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while self._fd is not None and self._position <= self._end:
             want = min(CHUNK, self._end - self._position + 1)
-            chunk = _read_cached(self._fd, want, self._position)
+            chunk = read_cached(self._fd, want, self._position)
             if chunk is None:
                 chunk = await blocking(
                     os.pread,
@@ -274,7 +407,7 @@ def _real_path(fd: int, path: str) -> str:
         return os.path.realpath(path)
 
 
-def _read_cached(fd: int, size: int, offset: int) -> bytes | None:
+def read_cached(fd: int, size: int, offset: int) -> bytes | None:
     """The bytes at ``offset`` if all of them are in the page cache, else None (never
     waits for the disk)."""
     if not _NOWAIT:
