@@ -147,12 +147,15 @@ def random_query(rng: random.Random, data: list[dict[str, Any]]) -> dict[str, st
             stop = parse_instant(doc["stopTime"], "t") + rng.choice([-1, 0, 1, 3_600_000])
             params["endTime"] = rng.choice([str(stop), format_instant(stop)])
         if rng.random() < 0.4:
-            terms = [random_name_term(rng, data) for _ in range(rng.randint(1, 4))]
-            glue = [rng.choice([" ", " AND "]) for _ in terms[1:]]
-            params["userName"] = terms[0] + "".join(
-                g + t for g, t in zip(glue, terms[1:], strict=True)
-            )
+            params["userName"] = random_user(rng, data)
     return params
+
+
+def random_user(rng: random.Random, data: list[dict[str, Any]]) -> str:
+    """1-4 terms, each joined to the previous one by OR (a space) or AND."""
+    terms = [random_name_term(rng, data) for _ in range(rng.randint(1, 4))]
+    glue = [rng.choice([" ", " AND "]) for _ in terms[1:]]
+    return terms[0] + "".join(g + t for g, t in zip(glue, terms[1:], strict=True))
 
 
 def all_ids(store: RecordingStore, params: dict[str, str]) -> list[str]:
@@ -266,3 +269,135 @@ def test_trigram_candidates_keep_case_and_order(
     assert all_ids(sqlite, params) == all_ids(postgres, params)
     expected = [d["id"] for d in data_docs(sqlite) if matches(parse_query(params), d)]
     assert sorted(all_ids(sqlite, params)) == sorted(expected)
+
+
+# PostgreSQL reads userName terms from ordered ranges of its names index (store/pgsearch): one
+# range per exact name, merged for OR, filtered for AND, wildcards expanded through a
+# dictionary of names, and the generic plans of sqlsearch when wildcards stand for too many.
+# Whichever way a query is planned, the answer must be the reference's, page by page.
+
+
+def force_pg_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any]:
+    """Plan PostgreSQL's name queries as ``variant`` says; returns the plans made."""
+    from callrec.store import pgsearch
+    from callrec.store import postgres as pg_store
+
+    plans: list[Any] = []
+    real = pg_store.plan_names
+
+    def plan(*args: Any) -> pgsearch.NamePlan:
+        made = real(*args)
+        if variant in ("time-ordered walk", "set of matches") and made.branches:
+            made = pgsearch.NamePlan(None, dense=variant == "time-ordered walk")
+        plans.append(made)
+        return made
+
+    monkeypatch.setattr(pg_store, "plan_names", plan)
+    if variant == "first term drives":
+        monkeypatch.setattr(pgsearch, "rarest", lambda group: group[0])
+    if variant == "last term drives":
+        monkeypatch.setattr(pgsearch, "rarest", lambda group: group[-1])
+    if variant == "signatures for every wildcard":
+        monkeypatch.setattr(pgsearch, "BLOOM_OR_MAX", 10**6)
+    if variant == "no signatures for wildcards":
+        monkeypatch.setattr(pgsearch, "BLOOM_OR_MAX", 0)
+    return plans
+
+
+PG_PLANS = [
+    "as planned",
+    "first term drives",
+    "last term drives",
+    "signatures for every wildcard",
+    "no signatures for wildcards",
+    "time-ordered walk",
+    "set of matches",
+]
+
+
+def random_name_query(n: int, data: list[dict[str, Any]]) -> dict[str, str]:
+    """A random query that always has a userName (and sometimes other criteria)."""
+    rng = random.Random(SEED * 31 + n)
+    params = random_query(rng, data)
+    params.setdefault("userName", random_user(rng, data))
+    return params
+
+
+@pytest.mark.parametrize("variant", PG_PLANS)
+@pytest.mark.parametrize("n", QUERIES[::5])
+def test_postgres_name_plans_agree_with_the_reference(
+    n: int,
+    variant: str,
+    data: list[dict[str, Any]],
+    stores: tuple[RecordingStore, RecordingStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sqlite, postgres = stores
+    stored = data_docs(sqlite)
+    plans = force_pg_plan(monkeypatch, variant)
+    params = random_name_query(n, data)
+    query = parse_query(params)
+    expected = [d["id"] for d in sorted((d for d in stored if matches(query, d)), key=search_key)]
+    assert all_ids(postgres, params) == expected, params
+    assert paged_ids(postgres, params, 7) == expected, params
+    assert plans, "the names plan was not consulted"
+
+
+def name_plan_shapes(plan: Any, query: Any, keys_only: bool | None) -> set[str]:
+    """What a PostgreSQL name plan does, in the words of pgsearch's docstring."""
+    if plan.branches is None:
+        return {"generic plan, walk" if plan.dense else "generic plan, set of matches"}
+    if not plan.branches:
+        return {"no name matches"}
+    terms = {term for group in query.user for term in group}
+    shapes = {"one ordered range" if len(plan.branches) == 1 else "ranges merged"}
+    for branch in plan.branches:
+        if branch.name not in terms:
+            shapes.add("wildcard expanded to ranges")
+        if branch.others:
+            shapes.add("filtered by other terms")
+        if any(not term.exact for term in branch.others):
+            shapes.add("filtered by a wildcard")
+    shapes.add("names index alone" if keys_only else "joined to recordings")
+    return shapes
+
+
+def test_the_random_queries_exercise_every_postgres_name_plan(
+    data: list[dict[str, Any]],
+    stores: tuple[RecordingStore, RecordingStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from callrec.store import postgres as pg_store
+
+    _, postgres = stores
+    seen: dict[str, int] = {}
+    made: list[Any] = []
+    real_plan, real_sql = pg_store.plan_names, pg_store.search_names_sql
+
+    def plan(*args: Any) -> Any:
+        made.append(real_plan(*args))
+        return made[-1]
+
+    def sql(*args: Any, **kwargs: Any) -> Any:
+        made.append(real_sql(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(pg_store, "plan_names", plan)
+    monkeypatch.setattr(pg_store, "search_names_sql", sql)
+    for n in QUERIES[::5]:
+        params = random_name_query(n, data)
+        made.clear()
+        all_ids(postgres, params)
+        keys_only = made[1][2] if len(made) > 1 else None
+        for shape in name_plan_shapes(made[0], parse_query(params), keys_only):
+            seen[shape] = seen.get(shape, 0) + 1
+    wanted = {
+        "one ordered range",
+        "ranges merged",
+        "wildcard expanded to ranges",
+        "filtered by other terms",
+        "filtered by a wildcard",
+        "names index alone",
+        "joined to recordings",
+    }
+    assert wanted <= set(seen), seen

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from callrec.model import index_keys, merge_recordings
-from callrec.query import parse_query
+from callrec.query import matches, parse_query
 from callrec.store import open_store
 from callrec.store import postgres as pg_schema
 from callrec.store import sqlite as sqlite_schema
@@ -98,3 +98,85 @@ def test_a_newer_schema_is_refused(backend: str, database_url: str) -> None:
             pg.execute("INSERT INTO schema_migrations (version, description) VALUES (99, 'x')")
     with pytest.raises(RuntimeError, match="newer than this callrec"):
         open_store(database_url)
+
+
+def write_v3_postgres(url: str, docs: list[dict[str, Any]]) -> None:
+    """Recordings and their names as version 3 stored them: names keyed (ccid, name, id)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert pg_schema.migrate(conn, target=3) == 3
+        for doc in docs:
+            keys = index_keys(doc)
+            conn.execute(
+                "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
+                " caller_rev, dialed_rev, doc) VALUES ('cc1', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    keys.id,
+                    keys.region,
+                    keys.start_ms,
+                    keys.stop_ms,
+                    keys.caller,
+                    keys.dialed,
+                    keys.caller[::-1],
+                    keys.dialed[::-1],
+                    orjson.dumps(doc).decode(),
+                ),
+            )
+            for name in keys.names:
+                conn.execute(
+                    "INSERT INTO recording_names (ccid, id, name) VALUES ('cc1', %s, %s)",
+                    (keys.id, name),
+                )
+
+
+def test_version_3_names_are_rekeyed_in_search_order(pg_server: Any) -> None:
+    from callrec.demo import demo_recordings
+    from callrec.store import pgsearch, search_key
+    from pgserver import fresh_schema
+
+    docs = [
+        merge_recordings(None, d) for d in demo_recordings(150, seed=3, ccid="cc1", media=False)
+    ]
+    with fresh_schema(pg_server) as url:
+        write_v3_postgres(url, docs)
+        store = open_store(url)
+        try:
+            assert store.schema_version == pg_schema.SCHEMA_VERSION >= 4
+            with psycopg.connect(url) as conn:
+                rows = conn.execute(
+                    "SELECT id, name, start_ms, sig FROM recording_names"
+                ).fetchall()
+                dictionary = [r[0] for r in conn.execute("SELECT name FROM name_dictionary")]
+                key = conn.execute(
+                    "SELECT pg_get_indexdef('recording_names_pkey'::regclass)"
+                ).fetchone()
+            assert key is not None
+            assert "(ccid, name, start_ms, id) INCLUDE (sig)" in key[0]
+            stored: dict[str, list[tuple[str, int, int]]] = {}
+            for rec_id, name, start, sig in rows:
+                stored.setdefault(rec_id, []).append((name, start, sig))
+            names = set()
+            for doc in docs:
+                keys = index_keys(doc)
+                names |= set(keys.names)
+                entries = stored.get(keys.id, [])
+                assert sorted(n for n, _, _ in entries) == sorted(keys.names)
+                assert all(start == keys.start_ms for _, start, _ in entries)
+                assert all(sig == pgsearch.signature(keys.names) for _, _, sig in entries)
+            assert len(rows) > len(docs)
+            assert sorted(dictionary) == sorted(names)
+            agent = next(
+                event["contact"]
+                for doc in docs
+                for event in doc["eventHistory"]
+                if " " not in event.get("contact", {}).get("firstName", " ")
+                and " " not in event["contact"].get("lastName", " ")
+            )
+            first, last = agent["firstName"], agent["lastName"]
+            for user in (first, f"{first} {last}", f"{first} AND {last}", f"{first[:2]}*"):
+                query = parse_query({"userName": user})
+                expected = sorted((d for d in docs if matches(query, d)), key=search_key)
+                found = store.search("cc1", query, limit=1000)
+                assert [d["id"] for d in found] == [d["id"] for d in expected], user
+                assert expected, user
+        finally:
+            store.close()

@@ -582,7 +582,11 @@ def test_every_key_of_the_distributed_tables_includes_ccid(pg_server: PostgresSe
                 " AND connamespace = current_schema()::regnamespace"
             ).fetchone()
     primary = {table: columns for table, _, is_primary, columns, _ in keys if is_primary}
-    assert primary == {"recordings": ["ccid", "id"], "recording_names": ["ccid", "name", "id"]}
+    assert primary == {
+        "recordings": ["ccid", "id"],
+        # keyed in search order; the signature of the recording's names is carried (INCLUDE)
+        "recording_names": ["ccid", "name", "start_ms", "id", "sig"],
+    }
     assert len(keys) == len(primary), f"unique indexes besides the primary keys: {keys}"
     for table, index, _, columns, on_expression in keys:
         assert not on_expression, f"{table}.{index} is a unique index on an expression"
