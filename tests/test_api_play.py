@@ -545,6 +545,20 @@ def test_a_recording_deleted_after_being_played_is_404(media: TestClient) -> Non
     assert_error(play(media, Range="bytes=0-9"), 404, 6)
 
 
+def test_an_empty_file(client: TestClient) -> None:
+    add_media(client, "empty.mp3", data=b"", type="audio/mpeg")
+    for method in ("GET", "HEAD"):
+        response = play(client, "empty.mp3", method=method)
+        assert response.status_code == 200
+        assert response.content == b""
+        assert response.headers["content-length"] == "0"
+        assert response.headers["content-type"] == "audio/mpeg"
+    for header in ("bytes=0-", "bytes=-1", "bytes=0-0"):
+        response = play(client, "empty.mp3", Range=header)
+        assert_error(response, 416, 2)
+        assert response.headers["content-range"] == "bytes */0"
+
+
 BIGGER = 2 * ONE_SHOT + 5
 
 
