@@ -116,6 +116,7 @@ def _derived_structures() -> dict[str, str]:
 
 
 DERIVED = _derived_structures()
+_REMEMBERED_ROWS = 4096  # per thread, between two commits
 # (pragma, during a bulk load, otherwise)
 _BULK_PRAGMAS = [
     ("synchronous", "NORMAL", "FULL"),
@@ -252,11 +253,29 @@ class SQLiteStore:
 
     # Recordings
 
-    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
+    def _point_read(self, sql: str, params: tuple[str, ...]) -> Any:
+        """One row by key, remembered until anything is committed to the database.
+
+        ``PRAGMA data_version`` changes whenever another connection (any other process, or
+        this store's writer) commits: one cheap check instead of the lookup itself, for the
+        reads every request makes (its user, the recording it plays, each seek again).
+        """
         conn = self._read()
-        row = conn.execute(
+        local = self._local
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        rows: dict[tuple[str, tuple[str, ...]], Any] | None = getattr(local, "rows", None)
+        if rows is None or local.version != version or len(rows) >= _REMEMBERED_ROWS:
+            rows = local.rows = {}
+            local.version = version
+        key = (sql, params)
+        if key not in rows:
+            rows[key] = conn.execute(sql, params).fetchone()
+        return rows[key]
+
+    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
+        row = self._point_read(
             "SELECT doc, region FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
-        ).fetchone()
+        )
         if row is None or (region is not None and row[1] != region):
             return None
         doc: Document = orjson.loads(row[0])
@@ -384,12 +403,11 @@ class SQLiteStore:
     # Users and keys
 
     def get_user(self, name: str) -> User | None:
-        conn = self._read()
-        row = conn.execute(
+        row = self._point_read(
             "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
             " WHERE name = ?",
             (name,),
-        ).fetchone()
+        )
         return User(*row) if row else None
 
     def list_users(self) -> list[User]:
