@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from callrec.errors import GWSError, InternalError
@@ -99,16 +100,18 @@ MIGRATIONS.append(
     )
 )
 # Version 4: names keyed in search order. Columns of fixed width first, so that no row is
-# padded; the primary key carries each recording's name signature (see pgsearch).
-_NAME_BITS = name_bits_sql("d.name")
+# padded; the primary key carries each recording's name signature (see pgsearch). Rows are
+# written in time order, as later writes append them: an index-only scan of a name's range then
+# reads the visibility map in order too.
 MIGRATIONS.append(
     (
         4,
         "names keyed by (ccid, name, start_ms, id) with signatures; a dictionary of names",
         [
-            # Sorting and index builds of the whole names table: more memory than a query.
+            # Hashing, sorting and index builds of the whole names table: memory to match.
             "SET LOCAL maintenance_work_mem = '256MB'",
-            "SET LOCAL work_mem = '64MB'",
+            "SET LOCAL work_mem = '256MB'",
+            "SET LOCAL enable_nestloop = off",  # it would probe recordings once per name
             f"""CREATE TABLE recording_names_v4 (
                 start_ms BIGINT NOT NULL,
                 sig BIGINT NOT NULL,
@@ -116,9 +119,10 @@ MIGRATIONS.append(
                 name TEXT {C} NOT NULL,
                 id TEXT {C} NOT NULL
             )""",
+            # MATERIALIZED: each distinct name hashed once, not once per row.
             f"""INSERT INTO recording_names_v4 (start_ms, sig, ccid, name, id)
-            WITH bits AS (
-                SELECT d.name, {_NAME_BITS} AS bits
+            WITH bits AS MATERIALIZED (
+                SELECT d.name, {name_bits_sql("d.name")} AS bits
                 FROM (SELECT DISTINCT name FROM recording_names) AS d
             ), sigs AS (
                 SELECT n.ccid, n.id, bit_or(b.bits) AS sig
@@ -128,7 +132,8 @@ MIGRATIONS.append(
             FROM recording_names n
             JOIN recordings r ON r.ccid = n.ccid AND r.id = n.id
             JOIN sigs s ON s.ccid = n.ccid AND s.id = n.id
-            ORDER BY n.ccid, n.name, r.start_ms, n.id""",
+            ORDER BY r.start_ms""",
+            "SET LOCAL enable_nestloop = on",
             "DROP TABLE recording_names",
             "ALTER TABLE recording_names_v4 RENAME TO recording_names",
             "ALTER TABLE recording_names ADD CONSTRAINT recording_names_pkey"
@@ -192,6 +197,7 @@ def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
                 f"database schema version {version} is newer than this callrec "
                 f"({SCHEMA_VERSION}); upgrade callrec"
             )
+        rebuilt = version < 4 <= target  # recording_names, rewritten by migration 4
         for number, description, statements in MIGRATIONS:
             if version < number <= target:
                 for statement in statements:
@@ -204,7 +210,21 @@ def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
         if version >= 2 and _trigrams_available(conn):
             for statement in TRIGRAM_INDEXES:
                 conn.execute(statement.encode())
+    if rebuilt and conn.autocommit:
+        _vacuum(conn, "recording_names")
     return version
+
+
+def _vacuum(conn: psycopg.Connection[Any], table: str) -> None:
+    """Mark a rebuilt table's pages all-visible at once: until then, index-only scans of the
+    names index visit the table too (autovacuum would get there later)."""
+    row = conn.execute("SHOW statement_timeout").fetchone()
+    conn.execute("SET statement_timeout = 0")
+    try:
+        conn.execute(f"VACUUM {table}".encode())
+    finally:
+        if row is not None:
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(row[0])))
 
 
 def _trigrams_available(conn: psycopg.Connection[Any]) -> bool:
