@@ -98,6 +98,18 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        4,
+        "numbers indexed with the search order after them: an exact number's page is a range",
+        [
+            "DROP INDEX recordings_by_caller",
+            "DROP INDEX recordings_by_dialed",
+            "CREATE INDEX recordings_by_caller_start ON recordings (ccid, caller, start_ms, id)",
+            "CREATE INDEX recordings_by_dialed_start ON recordings (ccid, dialed, start_ms, id)",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -37,9 +37,12 @@ class Dialect:
     names_join: str  # correlates recording_names n with recordings r
     no_index: str  # prefix that keeps the planner from using an index for a term
     trigrams: bool  # numbers have a trigram index (SQLite FTS5) to find infix candidates
+    ordered_numbers: bool = False  # numbers are indexed with (start_ms, id) after them
 
 
-SQLITE = Dialect(to_glob, "GLOB ?", "pk", "r.pk", False, "n.pk = r.pk", "+", trigrams=True)
+SQLITE = Dialect(
+    to_glob, "GLOB ?", "pk", "r.pk", False, "n.pk = r.pk", "+", trigrams=True, ordered_numbers=True
+)
 POSTGRES = Dialect(
     to_like,
     "LIKE ? ESCAPE '\\'",
@@ -102,6 +105,11 @@ def plan_search(
             continue
         if param.startswith(("*", "%")):
             continue  # no index range to count in: the time-ordered walk it is
+        if dialect.ordered_numbers and "*" not in pattern:
+            # (ccid, number, start_ms, id): an exact number's matches come in page order, and
+            # a page is its first entries, however many there are.
+            sparse_number = True
+            continue
         sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
         if count(sql, [ccid, param], cap) >= cap:
             dense_numbers.add(name)
