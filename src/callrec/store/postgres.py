@@ -151,6 +151,19 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        5,
+        "numbers indexed with the search order after them: an exact number's page is a range",
+        [
+            "SET LOCAL maintenance_work_mem = '256MB'",
+            "CREATE INDEX recordings_by_caller_start ON recordings (ccid, caller, start_ms, id)",
+            "CREATE INDEX recordings_by_dialed_start ON recordings (ccid, dialed, start_ms, id)",
+            "DROP INDEX recordings_by_caller",
+            "DROP INDEX recordings_by_dialed",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable.
 TRIGRAM_INDEXES = [
