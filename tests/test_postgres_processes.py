@@ -558,7 +558,7 @@ def test_every_key_of_the_distributed_tables_includes_ccid(pg_server: PostgresSe
                 JOIN pg_class c ON c.oid = x.indrelid
                 JOIN pg_class i ON i.oid = x.indexrelid
                 WHERE c.relnamespace = current_schema()::regnamespace
-                  AND c.relname IN ('recordings', 'recording_names')
+                  AND c.relname IN ('recordings', 'recording_names', 'name_dictionary')
                   AND (x.indisunique OR x.indisprimary)
                 ORDER BY 1, 2
                 """
@@ -572,7 +572,7 @@ def test_every_key_of_the_distributed_tables_includes_ccid(pg_server: PostgresSe
                   ON k.constraint_schema = tc.constraint_schema
                  AND k.constraint_name = tc.constraint_name
                 WHERE tc.table_schema = current_schema()
-                  AND tc.table_name IN ('recordings', 'recording_names')
+                  AND tc.table_name IN ('recordings', 'recording_names', 'name_dictionary')
                   AND tc.constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY')
                 GROUP BY tc.table_name, tc.constraint_name, tc.constraint_type
                 """
@@ -586,6 +586,7 @@ def test_every_key_of_the_distributed_tables_includes_ccid(pg_server: PostgresSe
         "recordings": ["ccid", "id"],
         # keyed in search order; the signature of the recording's names is carried (INCLUDE)
         "recording_names": ["ccid", "name", "start_ms", "id", "sig"],
+        "name_dictionary": ["ccid", "name"],
     }
     assert len(keys) == len(primary), f"unique indexes besides the primary keys: {keys}"
     for table, index, _, columns, on_expression in keys:
@@ -594,6 +595,7 @@ def test_every_key_of_the_distributed_tables_includes_ccid(pg_server: PostgresSe
     assert {(table, kind) for table, kind, _ in constraints} >= {
         ("recordings", "PRIMARY KEY"),
         ("recording_names", "PRIMARY KEY"),
+        ("name_dictionary", "PRIMARY KEY"),
     }
     for table, kind, columns in constraints:
         assert "ccid" in columns, f"{kind} of {table} {columns} does not include ccid"
