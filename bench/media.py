@@ -40,10 +40,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import free_port, serving
+from servers import BIN, add_admin, callrec, free_port, serving
 
 HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
 PASSWORD = "bench-password"
 CCID = "bench"
 RECORDING = "call-1"
@@ -120,16 +119,6 @@ def ensure_nginx() -> str:
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=True)
         subprocess.run(install, env=env, capture_output=True, check=True)
     return shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def callrec(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
-    subprocess.run(
-        [str(BIN / "callrec"), *args],
-        env=env,
-        input=stdin.encode() if stdin is not None else None,
-        check=True,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def basic(user: str) -> str:
@@ -272,18 +261,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[Rates, Rates, Streams
     env.pop("CALLREC_STORAGE_CONFIG", None)
     env.pop("CALLREC_DATABASE_URL", None)
     callrec(env, "users", "add", "bench-ops", "--ops", "--password-stdin", stdin=PASSWORD)
-    callrec(
-        env,
-        "users",
-        "add",
-        "bench-admin",
-        "--role",
-        "admin",
-        "--contact-center",
-        CCID,
-        "--password-stdin",
-        stdin=PASSWORD,
-    )
+    add_admin(env, "bench-admin", CCID, PASSWORD)
     small, large = work / "five.mp3", work / "large.mp3"
     write_file(small, args.size_mb * 1_000_000)
     write_file(large, args.large_mb * 1_000_000)

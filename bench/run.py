@@ -40,11 +40,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from naive import NaiveResult, measure_naive
 from reference import Reference
-from servers import free_port, serving
+from servers import BIN, add_admin, callrec, free_port, serving
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BIN = Path(sys.executable).parent
 PASSWORD = "bench-password"
 CCID = "demo"
 
@@ -95,32 +94,10 @@ def generate(work: Path, size: int) -> tuple[Path, list[dict]]:
 
 def load(jsonl: Path, size: int, env: dict[str, str]) -> float:
     """Import through the real CLI and add the benchmark's admin; returns recordings/s."""
-    callrec = str(BIN / "callrec")
     started = time.perf_counter()
-    subprocess.run(
-        [callrec, "import", str(jsonl), "--contact-center", CCID],
-        env=env,
-        check=True,
-        stderr=subprocess.DEVNULL,
-    )
+    callrec(env, "import", str(jsonl), "--contact-center", CCID)
     rate = size / (time.perf_counter() - started)
-    subprocess.run(
-        [
-            callrec,
-            "users",
-            "add",
-            "bench-admin",
-            "--role",
-            "admin",
-            "--contact-center",
-            CCID,
-            "--password-stdin",
-        ],
-        input=PASSWORD.encode(),
-        env=env,
-        check=True,
-        stderr=subprocess.DEVNULL,
-    )
+    add_admin(env, "bench-admin", CCID, PASSWORD)
     return rate
 
 
@@ -314,8 +291,8 @@ def run_backend(
         rate = load(jsonl, args.size, env)
     run = BackendRun(backend, rate, [], [], [], {})
     port = free_port()
-    callrec = [str(BIN / "callrec"), "serve", "--port", str(port)]
-    with serving(callrec, port, env, "/healthz"):
+    serve = [str(BIN / "callrec"), "serve", "--port", str(port)]
+    with serving(serve, port, env, "/healthz"):
         if args.throughput:
             measure_throughput(run, port, args, work, env, sample)
         print(f"[{backend}] search latency ...", file=sys.stderr)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import http.client
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
 
 
 def free_port() -> int:
@@ -45,3 +49,23 @@ def serving(cmd: list[str], port: int, env: dict[str, str], ready: str) -> Itera
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def callrec(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    """Run the installed ``callrec`` command; fail the benchmark if it fails."""
+    subprocess.run(
+        [str(BIN / "callrec"), *args],
+        env=env,
+        input=stdin.encode() if stdin is not None else None,
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def add_admin(env: dict[str, str], name: str, ccid: str, password: str) -> None:
+    callrec(
+        env,
+        *("users", "add", name, "--role", "admin", "--contact-center", ccid),
+        "--password-stdin",
+        stdin=password,
+    )
