@@ -279,28 +279,28 @@ def test_trigram_candidates_keep_case_and_order(
 
 def force_pg_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any]:
     """Plan PostgreSQL's name queries as ``variant`` says; returns the plans made."""
-    from callrec.store import pgsearch
+    from callrec.store import names
     from callrec.store import postgres as pg_store
 
     plans: list[Any] = []
     real = pg_store.plan_names
 
-    def plan(*args: Any) -> pgsearch.NamePlan:
+    def plan(*args: Any) -> names.NamePlan:
         made = real(*args)
         if variant in ("time-ordered walk", "set of matches") and made.branches:
-            made = pgsearch.NamePlan(None, dense=variant == "time-ordered walk")
+            made = names.NamePlan(None, dense=variant == "time-ordered walk")
         plans.append(made)
         return made
 
     monkeypatch.setattr(pg_store, "plan_names", plan)
     if variant == "first term drives":
-        monkeypatch.setattr(pgsearch, "rarest", lambda group: group[0])
+        monkeypatch.setattr(names, "rarest", lambda group: group[0])
     if variant == "last term drives":
-        monkeypatch.setattr(pgsearch, "rarest", lambda group: group[-1])
+        monkeypatch.setattr(names, "rarest", lambda group: group[-1])
     if variant == "signatures for every wildcard":
-        monkeypatch.setattr(pgsearch, "BLOOM_OR_MAX", 10**6)
+        monkeypatch.setattr(names, "BLOOM_OR_MAX", 10**6)
     if variant == "no signatures for wildcards":
-        monkeypatch.setattr(pgsearch, "BLOOM_OR_MAX", 0)
+        monkeypatch.setattr(names, "BLOOM_OR_MAX", 0)
     return plans
 
 

@@ -130,7 +130,7 @@ def write_v3_postgres(url: str, docs: list[dict[str, Any]]) -> None:
 
 def test_version_3_names_are_rekeyed_in_search_order(pg_server: Any) -> None:
     from callrec.demo import demo_recordings
-    from callrec.store import pgsearch, search_key
+    from callrec.store import names, search_key
     from pgserver import fresh_schema
 
     docs = [
@@ -154,16 +154,16 @@ def test_version_3_names_are_rekeyed_in_search_order(pg_server: Any) -> None:
             stored: dict[str, list[tuple[str, int, int]]] = {}
             for rec_id, name, start, sig in rows:
                 stored.setdefault(rec_id, []).append((name, start, sig))
-            names = set()
+            every_name = set()
             for doc in docs:
                 keys = index_keys(doc)
-                names |= set(keys.names)
+                every_name |= set(keys.names)
                 entries = stored.get(keys.id, [])
                 assert sorted(n for n, _, _ in entries) == sorted(keys.names)
                 assert all(start == keys.start_ms for _, start, _ in entries)
-                assert all(sig == pgsearch.signature(keys.names) for _, _, sig in entries)
+                assert all(sig == names.signature(keys.names) for _, _, sig in entries)
             assert len(rows) > len(docs)
-            assert sorted(dictionary) == sorted(names)
+            assert sorted(dictionary) == sorted(every_name)
             agent = next(
                 event["contact"]
                 for doc in docs

@@ -17,7 +17,7 @@ import pytest
 
 from callrec.model import index_keys
 from callrec.query import format_instant, matches, parse_instant, parse_query, recording_names
-from callrec.store import RecordingStore, open_store, pgsearch, search_key
+from callrec.store import RecordingStore, names, open_store, pgsearch, search_key
 from callrec.store import postgres as pg_store
 from conftest import local_recording
 
@@ -187,11 +187,11 @@ def test_each_query_shape_gets_its_plan(
     assert sorted(b.name for b in plan.branches) == ["ann", "bob", "zoë"]
     # A wildcard: a range per name of the dictionary it matches.
     plan = plan_of(store, monkeypatch, "ann.*")
-    names = sorted(b.name for b in plan.branches)
-    assert len(names) >= 2, names
-    assert all(n.startswith("ann.") for n in names), names
+    found = sorted(b.name for b in plan.branches)
+    assert len(found) >= 2, found
+    assert all(n.startswith("ann.") for n in found), found
     # Too many names to merge: the generic plan.
-    monkeypatch.setattr(pgsearch, "MAX_BRANCHES", len(names) - 1)
+    monkeypatch.setattr(names, "MAX_BRANCHES", len(found) - 1)
     assert plan_of(store, monkeypatch, "ann.*").branches is None
 
 
@@ -297,7 +297,7 @@ def test_stored_names_carry_start_and_signature(store: RecordingStore, pg_url: s
         entries = by_id[doc["id"]]
         assert sorted(name for name, _, _ in entries) == sorted(keys.names)
         assert {start for _, start, _ in entries} == {keys.start_ms}
-        assert {sig for _, _, sig in entries} == {pgsearch.signature(keys.names)}
+        assert {sig for _, _, sig in entries} == {names.signature(keys.names)}
         assert set(keys.names) <= dictionary
 
 
@@ -310,9 +310,9 @@ def test_signatures_are_the_same_in_python_and_sql(pg_url: str) -> None:
             f"SELECT {pgsearch.name_bits_sql('d.name')} FROM unnest(%s::text[]) AS d(name)",
             (NAMES,),
         ).fetchall()
-    in_python = [pgsearch.signature([name]) for name in NAMES]
+    in_python = [names.signature([name]) for name in NAMES]
     assert [row[0] for row in in_sql] == in_python
-    assert all(bin(pgsearch.name_bits(n)).count("1") <= pgsearch.SIGNATURE_BITS for n in NAMES)
+    assert all(bin(names.name_bits(n)).count("1") <= names.SIGNATURE_BITS for n in NAMES)
     assert len(set(in_python)) == len(NAMES)
-    both = pgsearch.signature(NAMES[:2])
+    both = names.signature(NAMES[:2])
     assert both == in_python[0] | in_python[1]

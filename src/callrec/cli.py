@@ -119,6 +119,8 @@ def serve(
         host=host,
         port=port,
         log_level=settings.log_level,
+        # Below "info" the access log is filtered out anyway: not even formatted per request.
+        access_log=settings.log_level in ("info", "debug"),
         proxy_headers=False,
         server_header=False,
     )

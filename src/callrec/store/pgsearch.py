@@ -1,21 +1,15 @@
-"""userName search on PostgreSQL: pages read from ordered ranges of the names index.
+"""userName search on PostgreSQL: the branches of ``store.names`` as SQL.
 
-``recording_names`` is keyed ``(ccid, name, start_ms, id)``, so the recordings of one exact
-name are a range of the index already in the search order, and a page of them is its first
-``limit`` entries however common the name is. The time window and the cursor are bounds of the
-same range. Every query is a set of such *branches*, each an ordered range of one exact name:
+Each branch is an ordered range of ``recording_names`` keyed ``(ccid, name, start_ms, id)
+INCLUDE (sig)``; the time window and the cursor are bounds of the same range.
 
-* one term: one branch (an index range read in order, each entry joined to its recording);
-* OR of terms: one branch per term; ``UNION ALL`` of the branches, each ordered and cut at the
-  page size, becomes a Merge Append, and ``DISTINCT ON`` drops a recording found twice;
-* AND of terms: one branch per group, driven by the group's rarest term (by PostgreSQL's own
-  statistics) and filtered by the others. Each index entry carries a 64-bit signature of all
-  the names of its recording (three bits per name), so an entry whose recording lacks one of
-  the other names is mostly dropped without leaving the index; the few that remain are checked
-  exactly, by primary-key probes;
-* a wildcard term stands for the names it matches in ``name_dictionary`` (every name ever
-  indexed per contact center; names no longer in use just match nothing): a driver gives a
-  branch per name; another term, a ``LIKE`` probe among the recording's names.
+* OR: ``UNION ALL`` of the branches, each ordered and cut at the page size, becomes a Merge
+  Append, and ``DISTINCT ON`` drops a recording found twice;
+* AND: the driver's range, filtered by the signature, then by primary-key probes for the other
+  exact names (the rarest term by PostgreSQL's own statistics, ``load_name_stats``);
+* wildcards: expanded through ``name_dictionary`` (every name ever indexed per contact center;
+  names no longer in use just match nothing); as a filter, a ``LIKE`` probe among the
+  recording's names.
 
 When wildcards stand for too many names to merge, the generic plan of ``sqlsearch`` answers
 (the time-ordered walk when a term is common, else the set of matches from the index). Other
@@ -25,8 +19,6 @@ planner may then start from the recordings' own indexes (an exact caller) instea
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,41 +26,12 @@ from typing import Any
 import psycopg
 
 from callrec.query import RecordingQuery
-from callrec.store import SearchKey
+from callrec.store import SearchKey, names
+from callrec.store.names import SIGNATURE_BITS, Branch, name_bits, signed, wildcards
 from callrec.store.sqlsearch import POSTGRES, _number, to_like
 
-MAX_BRANCHES = 64
-"""Most ordered ranges merged by one query; more, and the generic plan answers."""
-EXPANSION_LIMIT = 1000
-"""Names of the dictionary a wildcard is expanded to at most (more gives the generic plan)."""
-BLOOM_OR_MAX = 8
-"""A wildcard term standing for at most this many names is also checked in the signature."""
-SIGNATURE_BITS = 3
-"""Bits a name sets in a recording's 64-bit signature."""
 STATISTICS_TARGET = 500
 """Most common names PostgreSQL keeps counts of, for choosing the rarest term of a group."""
-
-
-def name_bits(name: str) -> int:
-    """The bits a (folded) name sets in a signature: bytes of its MD5, modulo 64."""
-    digest = hashlib.md5(name.encode(), usedforsecurity=False).digest()
-    bits = 0
-    for byte in digest[:SIGNATURE_BITS]:
-        bits |= 1 << (byte & 63)
-    return bits
-
-
-def _signed(bits: int) -> int:
-    """A 64-bit pattern as PostgreSQL's signed BIGINT holds it."""
-    return bits - (1 << 64) if bits >> 63 else bits
-
-
-def signature(names: Iterable[str]) -> int:
-    """A recording's signature: the union of its names' bits."""
-    bits = 0
-    for name in names:
-        bits |= name_bits(name)
-    return _signed(bits)
 
 
 def name_bits_sql(column: str) -> str:
@@ -116,41 +79,11 @@ def load_name_stats(conn: psycopg.Connection[Any]) -> NameStats:
     return NameStats(dict(zip(values, freqs, strict=False)), other, entries, recordings)
 
 
-@dataclass(frozen=True, slots=True)
-class Term:
-    """A query term and the exact names it stands for."""
-
-    pattern: str  # folded, as in the query
-    names: tuple[str, ...]  # the term itself when exact; the dictionary's matches otherwise
-    rows: float = 0.0  # estimated index entries of those names
-
-    @property
-    def exact(self) -> bool:
-        return "*" not in self.pattern
-
-
-@dataclass(frozen=True, slots=True)
-class Branch:
-    """An ordered range of one exact name, kept where the recording also has ``others``."""
-
-    name: str
-    others: tuple[Term, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NamePlan:
-    """The branches to merge, or None when the generic plan answers (then ``dense`` says
-    whether it should walk in time order)."""
-
-    branches: tuple[Branch, ...] | None
-    dense: bool = False
-
-
 def expand(
     conn: psycopg.Connection[Any], ccid: str, user: tuple[tuple[str, ...], ...]
 ) -> dict[str, tuple[str, ...]]:
-    """The names each wildcard term stands for (up to EXPANSION_LIMIT + 1 of them)."""
-    patterns = sorted({term for group in user for term in group if "*" in term})
+    """The names each wildcard term stands for (up to ``names.EXPANSION_LIMIT + 1`` of them)."""
+    patterns = wildcards(user)
     if not patterns:
         return {}
     # One select per pattern, planned with its value (prepare=False): a literal prefix is then
@@ -162,72 +95,19 @@ def expand(
     )
     params: list[Any] = []
     for pattern in patterns:
-        params += [ccid, to_like(pattern), EXPANSION_LIMIT + 1]
+        params += [ccid, to_like(pattern), names.EXPANSION_LIMIT + 1]
     found: dict[str, list[str]] = {pattern: [] for pattern in patterns}
     for i, name in conn.execute(sql.encode(), params, prepare=False):
         found[patterns[i]].append(name)
-    return {pattern: tuple(sorted(names)) for pattern, names in found.items()}
+    return {pattern: tuple(sorted(matched)) for pattern, matched in found.items()}
 
 
 def needs_stats(user: tuple[tuple[str, ...], ...], expanded: dict[str, tuple[str, ...]]) -> bool:
     """Whether planning depends on how common names are: a group of several terms (which one
     drives), or a wildcard too wide to merge (walk or collect)."""
     return any(len(group) > 1 for group in user) or any(
-        len(names) > MAX_BRANCHES for names in expanded.values()
+        len(found) > names.MAX_BRANCHES for found in expanded.values()
     )
-
-
-def plan_names(
-    user: tuple[tuple[str, ...], ...],
-    expanded: dict[str, tuple[str, ...]],
-    stats: NameStats,
-    limit: int,
-) -> NamePlan:
-    groups = [[_term(t, expanded, stats) for t in group] for group in _minimal(user)]
-    branches: dict[Branch, None] = {}
-    cap = max(1000, math.isqrt(limit * max(int(stats.recordings), 1)))
-    dense = False
-    for group in groups:
-        if any(not term.names for term in group):
-            continue  # a term that matches no name: the group matches nothing
-        # One term drives: its range is read until the page is full (or to its end).
-        driver = rarest(group)
-        if len(group) == 1 and driver.rows >= cap:
-            dense = True
-        if len(driver.names) > EXPANSION_LIMIT:
-            return NamePlan(None, dense)  # not every name it stands for is known
-        others = tuple(term for term in group if term is not driver)
-        for name in driver.names:
-            branches[Branch(name, others)] = None
-    # A name that matches alone makes its filtered branches redundant.
-    alone = {branch.name for branch in branches if not branch.others}
-    kept = tuple(b for b in branches if not b.others or b.name not in alone)
-    if len(kept) > MAX_BRANCHES:
-        return NamePlan(None, dense)
-    return NamePlan(kept)
-
-
-def _term(pattern: str, expanded: dict[str, tuple[str, ...]], stats: NameStats) -> Term:
-    names = expanded.get(pattern, (pattern,))
-    # A wildcard cut at EXPANSION_LIMIT names stands for more entries than can be told.
-    rows = math.inf if len(names) > EXPANSION_LIMIT else stats.rows(names)
-    return Term(pattern, names, rows)
-
-
-def rarest(group: Sequence[Term]) -> Term:
-    """The term of a group whose ranges are read: the fewest estimated index entries, then the
-    fewest names (the first such term when statistics say nothing)."""
-    return min(group, key=lambda term: (term.rows, len(term.names)))
-
-
-def _minimal(user: tuple[tuple[str, ...], ...]) -> list[tuple[str, ...]]:
-    """The groups without those that contain another group's terms (the OR already has it)."""
-    sets = [frozenset(group) for group in user]
-    return [
-        group
-        for i, group in enumerate(user)
-        if not any(j != i and other < sets[i] for j, other in enumerate(sets))
-    ]
 
 
 def search_names_sql(
@@ -314,13 +194,13 @@ def _branch_sql(
     for term in branch.others:
         if term.exact:
             mask |= name_bits(term.pattern)
-        elif len(term.names) <= BLOOM_OR_MAX:
-            alternatives = [_signed(name_bits(name)) for name in term.names]
+        elif len(term.names) <= names.BLOOM_OR_MAX:
+            alternatives = [signed(name_bits(name)) for name in term.names]
             clauses.append("(" + " OR ".join(["(n.sig & ?) = ?"] * len(alternatives)) + ")")
             params += [bits for bits in alternatives for _ in (0, 1)]
     if mask:
         clauses.append("(n.sig & ?) = ?")
-        params += [_signed(mask)] * 2
+        params += [signed(mask)] * 2
     # OFFSET 0 keeps each probe a probe: as a join, the planner would read the other name's
     # whole range (its statistics cannot see that names of one recording go together).
     for term in branch.others:

@@ -28,6 +28,7 @@ from callrec.errors import GWSError, InternalError
 from callrec.model import Stored, index_keys, merge_recordings
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User
+from callrec.store.names import plan_names, signature
 from callrec.store.pgsearch import (
     STATISTICS_TARGET,
     UNKNOWN,
@@ -36,9 +37,7 @@ from callrec.store.pgsearch import (
     load_name_stats,
     name_bits_sql,
     needs_stats,
-    plan_names,
     search_names_sql,
-    signature,
 )
 from callrec.store.sqlsearch import POSTGRES, Plan, search_sql
 
