@@ -5,7 +5,7 @@ of the recordings that tests every predicate on every row (SQLite ``GLOB``, Post
 ``LIKE``), the same (startTime, id) ordering and the same page size. Names are matched by
 scanning the whole table of case-folded names once per term. SQLite is kept from its indexes
 with ``NOT INDEXED``, PostgreSQL with ``enable_indexscan``/``enable_bitmapscan``/
-``enable_indexonlyscan`` off. Region filters and keyset paging play no part: the first page only.
+``enable_indexonlyscan`` off. Region filters play no part; a deep page is an ``OFFSET``.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ class NaiveResult:
 
 
 def naive_sql(
-    postgres: bool, ccid: str, query: RecordingQuery, limit: int
+    postgres: bool, ccid: str, query: RecordingQuery, limit: int, page: int = 1
 ) -> tuple[str, list[Any]]:
-    """``SELECT id, doc ...`` of the first page, as a plain scan; ``?`` placeholders."""
+    """``SELECT id, doc ...`` of one page, as a plain scan (a deep page by ``OFFSET``, as plain
+    SQL pages); ``?`` placeholders."""
     wildcard, op = (to_like, "LIKE ? ESCAPE '\\'") if postgres else (to_glob, "GLOB ?")
     # SQLite: NOT INDEXED keeps the recordings' indexes out; a unary + keeps the planner from
-    # looking up rowids or the names' primary key (name, pk), so each IN list is a full scan.
+    # looking up rowids or the names' key by name, so each IN list is a full scan.
     not_indexed, plus = ("", "") if postgres else (" NOT INDEXED", "+")
     key, names_key = ("(r.ccid, r.id)", "ccid, id") if postgres else ("+r.pk", "pk")
     clauses = ["r.ccid = ?"]
@@ -64,9 +65,9 @@ def naive_sql(
     sql = (
         f"SELECT r.id, r.doc FROM recordings r{not_indexed} WHERE "
         + " AND ".join(clauses)
-        + " ORDER BY r.start_ms, r.id LIMIT ?"
+        + " ORDER BY r.start_ms, r.id LIMIT ? OFFSET ?"
     )
-    return sql, [*params, limit]
+    return sql, [*params, limit, (page - 1) * limit]
 
 
 @contextmanager
@@ -99,7 +100,8 @@ def measure_naive(
         for name, queries in classes.items():
             result = NaiveResult([], [])
             for params in queries:
-                sql, values = naive_sql(postgres, ccid, parse_query(params), limit)
+                page = int(params.get("page", "1"))
+                sql, values = naive_sql(postgres, ccid, parse_query(params), limit, page)
                 if not warmed:
                     execute(sql, values)
                     warmed = True

@@ -22,6 +22,11 @@ class Reference:
         self.keys = [key for key, _ in keyed]
         self.docs: list[dict[str, Any]] = [doc for _, doc in keyed]
 
+    def page(self, params: dict[str, str], limit: int) -> list[str]:
+        """The ids of the page a query measures (its ``page`` key, else the first)."""
+        page = int(params.get("page", "1"))
+        return self.first_page(params, page * limit)[(page - 1) * limit :]
+
     def first_page(self, params: dict[str, str], limit: int) -> list[str]:
         """The ids of the first ``limit`` matches, walking in search order. A recording that
         starts before ``startTime`` cannot match, so the walk begins at the first that does not."""

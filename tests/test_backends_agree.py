@@ -16,7 +16,7 @@ from callrec.demo import demo_recordings
 from callrec.ingest import prepare
 from callrec.media.locations import Storages
 from callrec.query import format_instant, matches, parse_instant, parse_query
-from callrec.store import RecordingStore, open_store, search_key
+from callrec.store import RecordingStore, open_store, search_key, sqlitenames
 from conftest import local_recording
 
 CCID = "demo"
@@ -216,6 +216,7 @@ def dense_plans(monkeypatch: pytest.MonkeyPatch) -> None:
         return Plan(dense_names=True, dense_numbers=frozenset({"caller", "dialed"}))
 
     monkeypatch.setattr(sqlite_store, "plan_search", dense)
+    monkeypatch.setattr(sqlitenames, "number_drives", lambda *_: True)  # not the names' ranges
 
 
 @pytest.mark.usefixtures("dense_plans")
@@ -245,6 +246,7 @@ def trigram_plans(monkeypatch: pytest.MonkeyPatch) -> None:
         return Plan(trigram_numbers=frozenset({"caller", "dialed"}))
 
     monkeypatch.setattr(sqlite_store, "plan_search", trigrams)
+    monkeypatch.setattr(sqlitenames, "number_drives", lambda *_: True)
 
 
 @pytest.mark.usefixtures("trigram_plans")
@@ -340,6 +342,82 @@ def test_postgres_name_plans_agree_with_the_reference(
     expected = [d["id"] for d in sorted((d for d in stored if matches(query, d)), key=search_key)]
     assert all_ids(postgres, params) == expected, params
     assert paged_ids(postgres, params, 7) == expected, params
+    assert plans, "the names plan was not consulted"
+
+
+# SQLite reads the same ranges (store/sqlitenames), merged in process, unless a number is rarer
+# than the names; then, or when wildcards stand for too many names, sqlsearch's generic plans.
+
+
+def force_sqlite_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any]:
+    """Plan SQLite's name queries as ``variant`` says; returns the name plans made."""
+    import dataclasses
+
+    from callrec.store import names
+    from callrec.store import sqlite as sqlite_store
+
+    plans: list[Any] = []
+    real_plan, real_search = sqlitenames.plan_names, sqlite_store.plan_search
+
+    def plan(*args: Any) -> Any:
+        made = real_plan(*args)
+        if variant in ("time-ordered walk", "set of matches"):
+            made = names.NamePlan(None)
+        plans.append(made)
+        return made
+
+    def generic(*args: Any) -> Any:
+        made = real_search(*args)
+        if variant in ("time-ordered walk", "set of matches"):
+            made = dataclasses.replace(made, dense_names=variant == "time-ordered walk")
+        return made
+
+    monkeypatch.setattr(sqlitenames, "plan_names", plan)
+    monkeypatch.setattr(sqlite_store, "plan_search", generic)
+    if variant == "first term drives":
+        monkeypatch.setattr(names, "rarest", lambda group: group[0])
+    if variant == "last term drives":
+        monkeypatch.setattr(names, "rarest", lambda group: group[-1])
+    if variant == "signatures for every wildcard":
+        monkeypatch.setattr(names, "BLOOM_OR_MAX", 10**6)
+    if variant == "no signatures for wildcards":
+        monkeypatch.setattr(names, "BLOOM_OR_MAX", 0)
+    if variant in ("a number drives", "the names drive"):
+        drives = variant == "a number drives"
+        monkeypatch.setattr(sqlitenames, "number_drives", lambda *_: drives)
+    return plans
+
+
+SQLITE_PLANS = [
+    "as planned",
+    "first term drives",
+    "last term drives",
+    "signatures for every wildcard",
+    "no signatures for wildcards",
+    "a number drives",
+    "the names drive",
+    "time-ordered walk",
+    "set of matches",
+]
+
+
+@pytest.mark.parametrize("variant", SQLITE_PLANS)
+@pytest.mark.parametrize("n", QUERIES[2::5])
+def test_sqlite_name_plans_agree_with_the_reference(
+    n: int,
+    variant: str,
+    data: list[dict[str, Any]],
+    stores: tuple[RecordingStore, RecordingStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sqlite, _ = stores
+    stored = data_docs(sqlite)
+    plans = force_sqlite_plan(monkeypatch, variant)
+    params = random_name_query(n, data)
+    query = parse_query(params)
+    expected = [d["id"] for d in sorted((d for d in stored if matches(query, d)), key=search_key)]
+    assert all_ids(sqlite, params) == expected, params
+    assert paged_ids(sqlite, params, 7) == expected, params
     assert plans, "the names plan was not consulted"
 
 

@@ -180,3 +180,77 @@ def test_version_3_names_are_rekeyed_in_search_order(pg_server: Any) -> None:
                 assert expected, user
         finally:
             store.close()
+
+
+def write_v4_sqlite(path: Path, docs: list[dict[str, Any]]) -> None:
+    """Recordings as SQLite schema version 4 stored them: names as (name, pk) pairs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert sqlite_schema.migrate(conn, target=4) == 4
+        for doc in docs:
+            keys = index_keys(doc)
+            pk = conn.execute(
+                "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
+                " caller_rev, dialed_rev, doc) VALUES ('cc1', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    keys.id,
+                    keys.region,
+                    keys.start_ms,
+                    keys.stop_ms,
+                    keys.caller,
+                    keys.dialed,
+                    keys.caller[::-1],
+                    keys.dialed[::-1],
+                    orjson.dumps(doc),
+                ),
+            ).lastrowid
+            conn.executemany(
+                "INSERT INTO recording_names (name, pk) VALUES (?, ?)",
+                [(name, pk) for name in keys.names],
+            )
+    finally:
+        conn.close()
+
+
+def test_sqlite_version_4_names_are_rekeyed_with_a_dictionary(tmp_path: Path) -> None:
+    from callrec.demo import demo_recordings
+    from callrec.store import names, search_key
+
+    docs = [
+        merge_recordings(None, d) for d in demo_recordings(150, seed=5, ccid="cc1", media=False)
+    ]
+    path = tmp_path / "callrec.db"
+    write_v4_sqlite(path, docs)
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.schema_version == sqlite_schema.SCHEMA_VERSION >= 5
+        conn = sqlite3.connect(path)
+        rows = conn.execute(
+            "SELECT r.id, n.ccid, n.name, n.start_ms, n.sig FROM recording_names n"
+            " JOIN recordings r ON r.pk = n.pk"
+        ).fetchall()
+        dictionary = dict(conn.execute("SELECT name, entries FROM name_dictionary").fetchall())
+        conn.close()
+        stored: dict[str, list[tuple[str, int, int]]] = {}
+        for rec_id, ccid, name, start, sig in rows:
+            assert ccid == "cc1"
+            stored.setdefault(rec_id, []).append((name, start, sig))
+        counts: dict[str, int] = {}
+        for doc in docs:
+            keys = index_keys(doc)
+            for name in keys.names:
+                counts[name] = counts.get(name, 0) + 1
+            entries = stored.get(keys.id, [])
+            assert sorted(n for n, _, _ in entries) == sorted(keys.names)
+            assert all(start == keys.start_ms for _, start, _ in entries)
+            assert all(sig == names.signature(keys.names) for _, _, sig in entries)
+        assert dictionary == counts
+        for user in ("ann", "a* AND *e*", "*o* zoë", f"{next(iter(counts))} AND x*"):
+            query = parse_query({"userName": user})
+            expected = sorted((d for d in docs if matches(query, d)), key=search_key)
+            found = store.search("cc1", query, limit=1000)
+            assert [d["id"] for d in found] == [d["id"] for d in expected], user
+        assert any(store.search("cc1", parse_query({"userName": n}), limit=1) for n in counts)
+    finally:
+        store.close()

@@ -20,6 +20,7 @@ branches become SQL is each store's own (``pgsearch``, ``sqlitenames``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,7 @@ SIGNATURE_BITS = 3
 """Bits a name sets in a recording's 64-bit signature."""
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def name_bits(name: str) -> int:
     """The bits a (folded) name sets in a signature: bytes of its MD5, modulo 64."""
     digest = hashlib.md5(name.encode(), usedforsecurity=False).digest()

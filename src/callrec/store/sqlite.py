@@ -21,9 +21,10 @@ from typing import Any
 import orjson
 
 from callrec.errors import GWSError
-from callrec.model import Stored, to_store
+from callrec.model import IndexKeys, Stored, to_store
 from callrec.query import RecordingQuery
-from callrec.store import Document, SearchKey, User
+from callrec.store import Document, SearchKey, User, sqlitenames
+from callrec.store.names import signature
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 
 # Versioned schema: each entry upgrades the previous version; a new database runs them all.
@@ -110,7 +111,68 @@ MIGRATIONS.append(
         ],
     )
 )
+# Version 5: names keyed in time order, as on PostgreSQL (store/names), and a dictionary of
+# the names with their number of entries, kept by triggers: what wildcards expand to, and
+# exact counts for choosing the rarest term of an AND. The recording's pk, not its id, ends
+# the key (half the size): recordings of one name that start in the same millisecond are
+# put in id order as they are read.
+_NAMES_TABLE = """CREATE TABLE {0} (
+    ccid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    pk INTEGER NOT NULL,
+    sig INTEGER NOT NULL,
+    PRIMARY KEY (ccid, name, start_ms, pk)
+) WITHOUT ROWID"""
+_FILL_DICTIONARY = (
+    "INSERT INTO name_dictionary (ccid, name, entries)"
+    " SELECT ccid, name, count(*) FROM recording_names GROUP BY ccid, name"
+)
+MIGRATIONS.append(
+    (
+        5,
+        "names keyed by (ccid, name, start_ms, pk) with signatures; a dictionary of names",
+        [
+            _NAMES_TABLE.format("recording_names_v5"),
+            """INSERT INTO recording_names_v5 (ccid, name, start_ms, pk, sig)
+            SELECT r.ccid, n.name, r.start_ms, r.pk, s.sig
+            FROM (SELECT pk, signature(name) AS sig FROM recording_names GROUP BY pk) AS s
+            JOIN recordings r ON r.pk = s.pk
+            JOIN recording_names n ON n.pk = s.pk
+            ORDER BY r.ccid, n.name, r.start_ms, r.pk""",
+            "DROP TABLE recording_names",
+            "ALTER TABLE recording_names_v5 RENAME TO recording_names",
+            "CREATE INDEX recording_names_by_pk ON recording_names (pk)",
+            """CREATE TABLE name_dictionary (
+                ccid TEXT NOT NULL,
+                name TEXT NOT NULL,
+                entries INTEGER NOT NULL,
+                PRIMARY KEY (ccid, name)
+            ) WITHOUT ROWID""",
+            _FILL_DICTIONARY,
+            "CREATE TRIGGER recording_names_count_insert AFTER INSERT ON recording_names BEGIN"
+            " INSERT INTO name_dictionary (ccid, name, entries) VALUES (new.ccid, new.name, 1)"
+            " ON CONFLICT (ccid, name) DO UPDATE SET entries = entries + 1; END",
+            "CREATE TRIGGER recording_names_count_delete AFTER DELETE ON recording_names BEGIN"
+            " UPDATE name_dictionary SET entries = entries - 1"
+            " WHERE ccid = old.ccid AND name = old.name; END",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+class _Signature:
+    """``signature(name)``: the aggregate of ``store.names.signature`` over a group's names."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def step(self, name: Any, /) -> None:
+        self.names.append(name)
+
+    def finalize(self) -> int:
+        return signature(self.names)
 
 
 def _derived_structures() -> dict[str, str]:
@@ -140,6 +202,7 @@ _BULK_PRAGMAS = [
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring the schema up to ``target``, one transaction per step; returns the version."""
     conn.create_function("reversed", 1, lambda text: text[::-1], deterministic=True)
+    conn.create_aggregate("signature", 1, _Signature)
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise RuntimeError(
@@ -218,6 +281,9 @@ class SQLiteStore:
                 conn.execute(ddl)
             if any(" TRIGGER recordings_fts_" in ddl for ddl in missing):
                 conn.execute("INSERT INTO recordings_fts (recordings_fts) VALUES ('rebuild')")
+            if any(" TRIGGER recording_names_count_" in ddl for ddl in missing):
+                conn.execute("DELETE FROM name_dictionary")
+                conn.execute(_FILL_DICTIONARY)
             conn.execute("PRAGMA cache_size = -2000")
         return True
 
@@ -309,6 +375,19 @@ class SQLiteStore:
             return int(row[0])
 
         total = conn.execute("SELECT max(pk) FROM recordings").fetchone()[0] or 0
+        if query.user:
+            # userName: ordered ranges of the names index (sqlitenames), unless a number is
+            # rarer than the names.
+            names = sqlitenames.plan(conn, ccid, query.user, limit, total)
+            if names.branches == ():
+                return []  # in every group, some term matches no name
+            if names.branches and not sqlitenames.number_drives(
+                ccid, query, names.rows, total, limit, count
+            ):
+                blobs = sqlitenames.read_page(
+                    conn, ccid, query, names.branches, limit=limit, after=after, region=region
+                )
+                return [orjson.loads(blob) for blob in blobs]
         plan = plan_search(SQLITE, ccid, query, limit, total, count)
         sql, params = search_sql(
             SQLITE, ccid, query, limit=limit, after=after, region=region, plan=plan
@@ -324,7 +403,7 @@ class SQLiteStore:
         new: Sequence[Stored | None] | None = None,
     ) -> list[Document | GWSError]:
         results: list[Document | GWSError] = []
-        names: dict[int, list[str]] = {}  # per written recording, its names as last merged
+        names: dict[int, IndexKeys] = {}  # per written recording, its keys as last merged
         with self._write() as conn:
             # What is stored already, in one lookup; then the batch merges in memory, so a
             # recording posted twice in one batch merges with itself.
@@ -370,15 +449,21 @@ class SQLiteStore:
                     ).lastrowid
                     assert pk is not None
                 current[keys.id] = (pk, merged)
-                names[pk] = keys.names
+                names[pk] = keys
                 results.append(merged)
             conn.executemany(
                 "DELETE FROM recording_names WHERE pk = ?",
                 [(pk,) for pk in replaced if pk in names],
             )
             conn.executemany(
-                "INSERT INTO recording_names (name, pk) VALUES (?, ?)",
-                [(name, pk) for pk, terms in names.items() for name in terms],
+                "INSERT INTO recording_names (ccid, name, start_ms, pk, sig)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (ccid, name, keys.start_ms, pk, sig)
+                    for pk, keys in names.items()
+                    for sig in (signature(keys.names),)
+                    for name in keys.names
+                ],
             )
         return results
 

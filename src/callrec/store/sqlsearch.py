@@ -41,7 +41,7 @@ class Dialect:
 
 
 SQLITE = Dialect(
-    to_glob, "GLOB ?", "pk", "r.pk", False, "n.pk = r.pk", "+", trigrams=True, ordered_numbers=True
+    to_glob, "GLOB ?", "pk", "r.pk", True, "n.pk = r.pk", "+", trigrams=True, ordered_numbers=True
 )
 POSTGRES = Dialect(
     to_like,

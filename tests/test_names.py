@@ -1,4 +1,5 @@
-"""userName search planned as ordered ranges of PostgreSQL's names index (store/pgsearch).
+"""userName search planned as ordered ranges of the names index (store/names), on both
+backends (store/pgsearch, store/sqlitenames).
 
 On data made for it: recordings that start at the same millisecond (so that windows and
 cursors cut through ties), a recording whose start moves when it is merged, names that are gone,
@@ -9,7 +10,9 @@ meant.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import psycopg
@@ -17,8 +20,9 @@ import pytest
 
 from callrec.model import index_keys
 from callrec.query import format_instant, matches, parse_instant, parse_query, recording_names
-from callrec.store import RecordingStore, names, open_store, pgsearch, search_key
+from callrec.store import RecordingStore, names, open_store, pgsearch, search_key, sqlitenames
 from callrec.store import postgres as pg_store
+from callrec.store.sqlite import SQLiteStore
 from conftest import local_recording
 
 CCID = "cc1"
@@ -67,8 +71,8 @@ def pg_url(pg_server: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(pg_url: str) -> Iterator[RecordingStore]:
-    opened = open_store(pg_url)
+def store(database_url: str) -> Iterator[RecordingStore]:
+    opened = open_store(database_url)
     try:
         assert all(not isinstance(r, Exception) for r in opened.upsert(CCID, made_recordings()))
         opened.optimize()  # statistics, so that the rarest term drives
@@ -161,17 +165,23 @@ def test_the_queries_are_not_trivial(store: RecordingStore) -> None:
     assert len(everyone) == 60
 
 
+def planner(store: RecordingStore) -> Any:
+    """The module whose ``plan_names`` the store calls."""
+    return sqlitenames if isinstance(store, SQLiteStore) else pg_store
+
+
 def plan_of(store: RecordingStore, monkeypatch: pytest.MonkeyPatch, user: str) -> Any:
     plans: list[Any] = []
-    real = pg_store.plan_names
+    module = planner(store)
+    real = module.plan_names
 
     def spy(*args: Any) -> Any:
         plans.append(real(*args))
         return plans[-1]
 
-    monkeypatch.setattr(pg_store, "plan_names", spy)
+    monkeypatch.setattr(module, "plan_names", spy)
     store.search(CCID, parse_query({"userName": user}), limit=5)
-    monkeypatch.setattr(pg_store, "plan_names", real)
+    monkeypatch.setattr(module, "plan_names", real)
     assert len(plans) == 1
     return plans[0]
 
@@ -212,8 +222,8 @@ def test_the_rarest_term_drives_an_and(
         assert [t.pattern for t in plan.branches[0].others] == [common]
 
 
-def test_a_start_that_moves_on_merge_moves_the_names(pg_or_sqlite_store: RecordingStore) -> None:
-    store = pg_or_sqlite_store
+def test_a_start_that_moves_on_merge_moves_the_names(empty_store: RecordingStore) -> None:
+    store = empty_store
 
     def rec(rec_id: str, start: str, *contacts: dict[str, Any]) -> dict[str, Any]:
         return local_recording(rec_id, startTime=start, stopTime=start, eventHistory=list(contacts))
@@ -259,7 +269,7 @@ def test_a_start_that_moves_on_merge_moves_the_names(pg_or_sqlite_store: Recordi
 
 
 @pytest.fixture
-def pg_or_sqlite_store(database_url: str) -> Iterator[RecordingStore]:
+def empty_store(database_url: str) -> Iterator[RecordingStore]:
     opened = open_store(database_url)
     try:
         yield opened
@@ -267,26 +277,42 @@ def pg_or_sqlite_store(database_url: str) -> Iterator[RecordingStore]:
         opened.close()
 
 
-def test_names_that_are_gone_match_nothing(pg_url: str) -> None:
-    store = open_store(pg_url)
-    try:
-        xavier = contact("Xavier", "Quartz", "xq")
-        store.upsert(CCID, [local_recording("gone", eventHistory=[xavier])])
-        assert [d["id"] for d in store.search(CCID, parse_query({"userName": "xav*"}), limit=9)]
-        assert store.delete(CCID, "gone") is not None
-        with psycopg.connect(pg_url) as conn:
-            left = conn.execute("SELECT name FROM name_dictionary ORDER BY name").fetchall()
-        assert ("xavier",) in left  # still in the dictionary: the wildcard expands to it
-        for user in ("xav*", "xavier", "xav* AND quartz", "quartz AND x*"):
-            assert store.search(CCID, parse_query({"userName": user}), limit=9) == [], user
-    finally:
-        store.close()
+def sql_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query run directly on the store's database."""
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+            return conn.execute(sql).fetchall()
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()
 
 
-def test_stored_names_carry_start_and_signature(store: RecordingStore, pg_url: str) -> None:
-    with psycopg.connect(pg_url) as conn:
-        rows = conn.execute("SELECT id, name, start_ms, sig FROM recording_names").fetchall()
-        dictionary = {r[0] for r in conn.execute("SELECT name FROM name_dictionary")}
+# Each stored name entry: (recording id, name, start_ms, signature).
+NAME_ENTRIES = {
+    "sqlite": "SELECT r.id, n.name, n.start_ms, n.sig FROM recording_names n"
+    " JOIN recordings r ON r.pk = n.pk",
+    "postgresql": "SELECT id, name, start_ms, sig FROM recording_names",
+}
+
+
+def test_names_that_are_gone_match_nothing(
+    empty_store: RecordingStore, database_url: str, backend: str
+) -> None:
+    store = empty_store
+    xavier = contact("Xavier", "Quartz", "xq")
+    store.upsert(CCID, [local_recording("gone", eventHistory=[xavier])])
+    assert [d["id"] for d in store.search(CCID, parse_query({"userName": "xav*"}), limit=9)]
+    assert store.delete(CCID, "gone") is not None
+    left = sql_rows(database_url, "SELECT name FROM name_dictionary ORDER BY name")
+    assert ("xavier",) in left  # still in the dictionary (SQLite: with no entries)
+    for user in ("xav*", "xavier", "xav* AND quartz", "quartz AND x*"):
+        assert store.search(CCID, parse_query({"userName": user}), limit=9) == [], user
+
+
+def test_stored_names_carry_start_and_signature(
+    store: RecordingStore, database_url: str, backend: str
+) -> None:
+    rows = sql_rows(database_url, NAME_ENTRIES[backend])
+    dictionary = {r[0] for r in sql_rows(database_url, "SELECT name FROM name_dictionary")}
     by_id: dict[str, list[tuple[str, int, int]]] = {}
     for rec_id, name, start, sig in rows:
         by_id.setdefault(rec_id, []).append((name, start, sig))
@@ -299,6 +325,36 @@ def test_stored_names_carry_start_and_signature(store: RecordingStore, pg_url: s
         assert {start for _, start, _ in entries} == {keys.start_ms}
         assert {sig for _, _, sig in entries} == {names.signature(keys.names)}
         assert set(keys.names) <= dictionary
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_the_dictionary_counts_every_entry(empty_store: RecordingStore, database_url: str) -> None:
+    """SQLite's dictionary counts each name's entries (the planner's exact statistics):
+    through inserts, merges that change the names, and deletes."""
+    store = empty_store
+
+    def check() -> None:
+        counted = sql_rows(
+            database_url,
+            "SELECT ccid, name, count(*) FROM recording_names GROUP BY ccid, name",
+        )
+        kept = sql_rows(
+            database_url, "SELECT ccid, name, entries FROM name_dictionary WHERE entries > 0"
+        )
+        assert sorted(counted) == sorted(kept)
+
+    store.upsert(CCID, made_recordings())
+    store.upsert("cc2", made_recordings()[:10])
+    check()
+    assert sql_rows(database_url, "SELECT entries FROM name_dictionary WHERE name = 'ann'")
+    ann = contact("Ann", "Lee", "ann.lee@example.com")
+    for i in range(0, 60, 7):  # new contacts for some: their old names lose an entry
+        store.upsert(CCID, [local_recording(f"r{i:02d}-{'abc'[i % 3]}", eventHistory=[ann])])
+    check()
+    for i in range(1, 60, 5):
+        assert store.delete(CCID, f"r{i:02d}-{'abc'[i % 3]}") is not None
+    check()
+    assert sql_rows(database_url, "SELECT min(entries) FROM name_dictionary") >= [(0,)]
 
 
 NAMES = ["ann", "zoë", "ólafur", "i̇lker", "straße", "佐藤", "a_b%c@x", "back\\slash", "x" * 300]

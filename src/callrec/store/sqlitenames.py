@@ -1,0 +1,196 @@
+"""userName search on SQLite: the branches of ``store.names`` read and merged in process.
+
+Each branch is a range of ``recording_names`` keyed ``(ccid, name, start_ms, pk)``, read in
+(startTime, id) order: the index gives startTime order, and the few entries that start in
+the same millisecond are put in id order as they are read (SQLite sorts just each run of
+equal keys). The time window and the cursor are bounds of the range. SQLite runs in the
+process, so a branch is a cursor stepped one entry at a time: the branches are merged in
+Python, each read only as far as the page needs, and the page's documents are then read by
+key. No sort of the matches, no set of them, however common the names.
+
+* AND: the driver's range, filtered by the signature, then by key probes for the other exact
+  names (``name_dictionary`` counts every name's entries exactly, so the rarest term drives);
+* wildcards: expanded through ``name_dictionary``; as a filter, a ``GLOB`` among the
+  recording's names;
+* numbers, region, endTime: checked on each entry's recording, unless a number is rarer
+  than the names (``number_drives``): then the generic plan of ``sqlsearch`` starts from the
+  number's index and checks the names per candidate.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from callrec.query import RecordingQuery, to_glob
+from callrec.store import SearchKey, names
+from callrec.store.names import Branch, NamePlan, name_bits, plan_names, signed, wildcards
+from callrec.store.sqlsearch import SQLITE, CountUpTo, _number, trigram_match
+
+
+@dataclass(frozen=True, slots=True)
+class DictionaryCounts:
+    """Exact entries per name, from ``name_dictionary``."""
+
+    entries: dict[str, int]
+    recordings: float
+
+    def rows(self, found: Iterable[str]) -> float:
+        return float(sum(self.entries.get(name, 0) for name in found))
+
+
+def plan(
+    conn: sqlite3.Connection,
+    ccid: str,
+    user: tuple[tuple[str, ...], ...],
+    limit: int,
+    recordings: int,
+) -> NamePlan:
+    """Wildcards expanded and every name counted from the dictionary, then planned."""
+    expanded: dict[str, tuple[str, ...]] = {}
+    entries: dict[str, int] = {}
+    for pattern in wildcards(user):
+        rows = conn.execute(
+            "SELECT name, entries FROM name_dictionary WHERE ccid = ? AND name GLOB ?"
+            " AND entries > 0 LIMIT ?",
+            (ccid, to_glob(pattern), names.EXPANSION_LIMIT + 1),
+        ).fetchall()
+        expanded[pattern] = tuple(name for name, _ in rows)
+        entries.update(rows)
+    exact = sorted({term for group in user for term in group if "*" not in term})
+    for term in exact:
+        row = conn.execute(
+            "SELECT entries FROM name_dictionary WHERE ccid = ? AND name = ?", (ccid, term)
+        ).fetchone()
+        entries[term] = row[0] if row else 0
+    return plan_names(user, expanded, DictionaryCounts(entries, recordings), limit)
+
+
+def number_drives(
+    ccid: str, query: RecordingQuery, name_rows: float, total: int, limit: int, count: CountUpTo
+) -> bool:
+    """Whether some number criterion has fewer index entries than the names' branches: then
+    walking the number's matches and checking names per candidate reads less."""
+    cap = min(int(name_rows), max(1000, math.isqrt(limit * max(total, 1))))
+    for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
+        if pattern is None or pattern == "*":
+            continue
+        fts = trigram_match(column, pattern)
+        if fts is not None:
+            sql = "SELECT 1 FROM recordings_fts WHERE recordings_fts MATCH ?"
+            if count(sql, [fts], cap) < cap:
+                return True
+            continue
+        clause, param = _number(SQLITE, f"r.{column}", pattern)
+        if param.startswith("*"):
+            continue  # no index range: it can only filter
+        sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
+        if count(sql, [ccid, param], cap) < cap:
+            return True
+    return False
+
+
+def read_page(
+    conn: sqlite3.Connection,
+    ccid: str,
+    query: RecordingQuery,
+    branches: Sequence[Branch],
+    *,
+    limit: int,
+    after: SearchKey | None,
+    region: str | None,
+) -> list[bytes]:
+    """The stored documents of one page: the branches' ranges merged in order."""
+    cursors = []
+    conn.execute("BEGIN")  # one snapshot for every branch and the documents
+    try:
+        for branch in branches:
+            sql, params = _branch_sql(ccid, query, branch, limit, after, region)
+            cursors.append(conn.execute(sql, params))
+        page: list[int] = []
+        seen: set[int] = set()
+        for _, _, pk in heapq.merge(*cursors):
+            if pk not in seen:
+                seen.add(pk)
+                page.append(pk)
+                if len(page) == limit:
+                    break
+        docs = dict(
+            conn.execute(
+                "SELECT pk, doc FROM recordings WHERE pk IN (SELECT value FROM json_each(?))",
+                (f"[{','.join(map(str, page))}]",),
+            ).fetchall()
+        )
+    finally:
+        for cursor in cursors:
+            cursor.close()
+        conn.execute("COMMIT")
+    return [docs[pk] for pk in page]
+
+
+def _branch_sql(
+    ccid: str,
+    query: RecordingQuery,
+    branch: Branch,
+    limit: int,
+    after: SearchKey | None,
+    region: str | None,
+) -> tuple[str, list[Any]]:
+    """``SELECT start_ms, id, pk`` of one name's range, in (startTime, id) order, filtered."""
+    clauses = ["n.ccid = ?", "n.name = ?"]
+    params: list[Any] = [ccid, branch.name]
+    if query.start_from is not None:
+        clauses.append("n.start_ms >= ?")
+        params.append(query.start_from)
+    if query.end_before is not None:
+        clauses.append("n.start_ms <= ? AND r.stop_ms <= ?")
+        params += [query.end_before, query.end_before]
+    if after is not None:
+        # The index bounds the start; the id breaks ties.
+        clauses.append("n.start_ms >= ? AND (n.start_ms > ? OR r.id > ?)")
+        params += [after[0], after[0], after[1]]
+    # Signatures first: they leave out most entries without a probe.
+    mask = 0
+    for term in branch.others:
+        if term.exact:
+            mask |= name_bits(term.pattern)
+        elif len(term.names) <= names.BLOOM_OR_MAX:
+            alternatives = [signed(name_bits(name)) for name in term.names]
+            clauses.append("(" + " OR ".join(["(n.sig & ?) = ?"] * len(alternatives)) + ")")
+            params += [bits for bits in alternatives for _ in (0, 1)]
+    if mask:
+        clauses.append("(n.sig & ?) = ?")
+        params += [signed(mask)] * 2
+    for term in branch.others:
+        if term.exact:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM recording_names m WHERE m.ccid = n.ccid AND m.name = ?"
+                " AND m.start_ms = n.start_ms AND m.pk = n.pk)"
+            )
+            params.append(term.pattern)
+        else:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM recording_names m WHERE m.pk = n.pk AND m.name GLOB ?)"
+            )
+            params.append(to_glob(term.pattern))
+    # The recording's own criteria, last: read only for entries that passed the others.
+    for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
+        if pattern is not None and pattern != "*":
+            clause, param = _number(SQLITE, f"r.{column}", pattern)
+            clauses.append(clause)
+            params.append(param)
+    if region is not None:
+        clauses.append("r.region = ?")
+        params.append(region)
+    # CROSS JOIN: the names range is always the outer loop, read in order.
+    sql = (
+        "SELECT n.start_ms, r.id, n.pk FROM recording_names n"
+        " CROSS JOIN recordings r ON r.pk = n.pk WHERE "
+        + " AND ".join(clauses)
+        + " ORDER BY n.start_ms, r.id LIMIT ?"
+    )
+    return sql, [*params, limit]
