@@ -23,9 +23,11 @@ class Reference:
         self.docs: list[dict[str, Any]] = [doc for _, doc in keyed]
 
     def page(self, params: dict[str, str], limit: int) -> list[str]:
-        """The ids of the page a query measures (its ``page`` key, else the first)."""
+        """The ids of the page a query measures: its ``page`` key (else the first), or the
+        last page there is when there are fewer."""
         page = int(params.get("page", "1"))
-        return self.first_page(params, page * limit)[(page - 1) * limit :]
+        ids = self.first_page(params, page * limit)
+        return ids[last_offset(len(ids), page, limit) :]
 
     def first_page(self, params: dict[str, str], limit: int) -> list[str]:
         """The ids of the first ``limit`` matches, walking in search order. A recording that
@@ -41,3 +43,9 @@ class Reference:
                 if len(ids) == limit:
                     break
         return ids
+
+
+def last_offset(matches: int, page: int, limit: int) -> int:
+    """Where page ``page`` starts, or the last page when there are fewer (``matches`` counted
+    up to the end of page ``page``): a client following next links stops at the last page."""
+    return min((page - 1) * limit, max(0, (matches - 1) // limit * limit))
