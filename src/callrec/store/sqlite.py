@@ -159,6 +159,21 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        6,
+        "reversed numbers indexed with the search order after them: suffix matches sort from"
+        " the index alone",
+        [
+            "DROP INDEX recordings_by_caller_rev",
+            "DROP INDEX recordings_by_dialed_rev",
+            "CREATE INDEX recordings_by_caller_rev_start"
+            " ON recordings (ccid, caller_rev, start_ms, id)",
+            "CREATE INDEX recordings_by_dialed_rev_start"
+            " ON recordings (ccid, dialed_rev, start_ms, id)",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 

@@ -38,10 +38,20 @@ class Dialect:
     no_index: str  # prefix that keeps the planner from using an index for a term
     trigrams: bool  # numbers have a trigram index (SQLite FTS5) to find infix candidates
     ordered_numbers: bool = False  # numbers are indexed with (start_ms, id) after them
+    keys_first: bool = False  # a page's keys are found first, its documents read after
 
 
 SQLITE = Dialect(
-    to_glob, "GLOB ?", "pk", "r.pk", True, "n.pk = r.pk", "+", trigrams=True, ordered_numbers=True
+    to_glob,
+    "GLOB ?",
+    "pk",
+    "r.pk",
+    True,
+    "n.pk = r.pk",
+    "+",
+    trigrams=True,
+    ordered_numbers=True,
+    keys_first=True,
 )
 POSTGRES = Dialect(
     to_like,
@@ -231,9 +241,14 @@ def search_sql(
     if after is not None:
         clauses.append("(r.start_ms, r.id) > (?, ?)")
         params += list(after)
-    sql = (
-        "SELECT r.doc FROM recordings r WHERE "
-        + " AND ".join(clauses)
-        + " ORDER BY r.start_ms, r.id LIMIT ?"
-    )
+    where = " AND ".join(clauses)
+    if dialect.keys_first:
+        # Matches collected from an index and sorted (a suffix, a prefix) are sorted by the
+        # index's own (start_ms, id): only the page's rows are then read, documents and all.
+        sql = (
+            "SELECT r.doc FROM recordings r WHERE r.pk IN (SELECT r.pk FROM recordings r"
+            f" WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?) ORDER BY r.start_ms, r.id"
+        )
+    else:
+        sql = f"SELECT r.doc FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?"
     return sql, [*params, limit]
