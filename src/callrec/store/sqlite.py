@@ -163,7 +163,7 @@ MIGRATIONS.append(
     (
         6,
         "reversed numbers indexed with the search order after them: suffix matches sort from"
-        " the index alone",
+        " the index alone; the time-ordered walk reads numbers and stop from its index",
         [
             "DROP INDEX recordings_by_caller_rev",
             "DROP INDEX recordings_by_dialed_rev",
@@ -171,6 +171,9 @@ MIGRATIONS.append(
             " ON recordings (ccid, caller_rev, start_ms, id)",
             "CREATE INDEX recordings_by_dialed_rev_start"
             " ON recordings (ccid, dialed_rev, start_ms, id)",
+            "DROP INDEX recordings_by_start",
+            "CREATE INDEX recordings_by_start_covering"
+            " ON recordings (ccid, start_ms, id, caller, dialed, stop_ms)",
         ],
     )
 )
