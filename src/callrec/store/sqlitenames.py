@@ -82,9 +82,9 @@ def number_drives(
     for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
-        fts = trigram_match(column, pattern)
+        fts = trigram_match(pattern)
         if fts is not None:
-            sql = "SELECT 1 FROM recordings_fts WHERE recordings_fts MATCH ?"
+            sql = f"SELECT 1 FROM {column}_fts WHERE {column}_fts MATCH ?"
             if count(sql, [fts], cap) < cap:
                 return True
             continue
