@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from callrec.errors import NotAuthenticated, OperationForbidden, PermissionDenied
-from callrec.store import RecordingStore, User
+from callrec.store import UNKNOWN, RecordingStore, User
 
 ROLES = ("admin", "supervisor", "agent")
 OPS = "ops"
@@ -102,8 +102,8 @@ class Authenticator:
         """The fast path, cheap enough for the event loop: the caller when these credentials
         were verified recently, else None (then call ``authenticate`` off the loop)."""
         name, password = parse_basic(header)
-        user = self._store.get_user(name)
-        if user is None:
+        user = self._store.peek_user(name)
+        if user is None or user is UNKNOWN:
             return None
         with self._lock:
             if self._verified.get(self._token(user, password), 0.0) <= time.monotonic():

@@ -30,11 +30,9 @@ async def authenticate(request: Request, services: Services) -> Principal:
         session = await current_session(request, services)
         if session is not None:
             return session.user
-    # Remembered credentials are checked on the loop when that is a local primary-key read;
-    # a slow password hash, or a read over the network, goes to a worker thread.
-    user = None
-    if services.store.fast_point_reads:
-        user = services.auth.authenticate_cached(header)
+    # Remembered credentials are checked on the loop when the user row is at hand; a slow
+    # password hash, or a read over the network, goes to a worker thread.
+    user = services.auth.authenticate_cached(header)
     if user is None:
         user = await run_in_threadpool(services.auth.authenticate, header)
     return user

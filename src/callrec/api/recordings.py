@@ -18,7 +18,7 @@ from callrec.auth import Principal
 from callrec.errors import InvalidParameter, MissingParameter, NotFound
 from callrec.model import is_safe_name
 from callrec.services import Services
-from callrec.store import Document
+from callrec.store import UNKNOWN, Document
 
 router = APIRouter(prefix="/api/v2", tags=["recordings"])
 
@@ -43,9 +43,8 @@ async def load(services: Services, ccid: str, recording_id: str) -> Document:
     if not is_safe_name(recording_id):  # no such id can exist; never send it to a database
         raise NotFound("Recording not found")
     store, region = services.store, services.settings.region
-    if store.fast_point_reads:  # cheaper than the hop to a worker thread and back
-        doc = store.get(ccid, recording_id, region)
-    else:
+    doc = store.peek(ccid, recording_id, region)  # cheaper than a worker thread's hop
+    if doc is UNKNOWN:
         doc = await run_in_threadpool(store.get, ccid, recording_id, region)
     if doc is None:
         raise NotFound("Recording not found")

@@ -5,10 +5,11 @@ One implementation per backend holds its own SQL; nothing outside this package s
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from callrec.errors import GWSError
 from callrec.model import Stored
@@ -17,6 +18,15 @@ from callrec.query import RecordingQuery, parse_instant
 Document = dict[str, Any]
 # Keyset position in the search order: (startTime in epoch ms, id).
 SearchKey = tuple[int, str]
+
+
+class Unknown(enum.Enum):
+    """What a point read on the event loop gives when answering would mean waiting."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN: Final = Unknown.UNKNOWN
 
 
 def search_key(doc: Document) -> SearchKey:
@@ -38,14 +48,18 @@ class User:
 
 class RecordingStore(Protocol):
     """Where recordings and accounts live. Methods are blocking; call them off the event loop,
-    except point reads (``get``, ``get_user``) when ``fast_point_reads`` says they never wait
-    on anything but the local disk."""
+    except ``peek`` and ``peek_user``, which never wait on anything but the local disk."""
 
-    fast_point_reads: bool
     schema_version: int
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         """The recording as stored, or None (also when it is of another region)."""
+
+    def peek(
+        self, ccid: str, recording_id: str, region: str | None = None
+    ) -> Document | Unknown | None:
+        """``get``, on the event loop: UNKNOWN when the answer would mean waiting (then call
+        ``get`` off the loop)."""
 
     def search(
         self,
@@ -85,6 +99,9 @@ class RecordingStore(Protocol):
         """Every recording as (ccid, document), for maintenance commands."""
 
     def get_user(self, name: str) -> User | None: ...
+
+    def peek_user(self, name: str) -> User | Unknown | None:
+        """``get_user``, on the event loop, as ``peek`` is ``get``."""
 
     def list_users(self) -> list[User]: ...
 

@@ -55,7 +55,7 @@ class NameStats:
         return self.entries * sum(self.common.get(name, self.other) for name in names)
 
 
-UNKNOWN = NameStats({}, 0.0, 0.0, 0.0)
+NO_STATS = NameStats({}, 0.0, 0.0, 0.0)
 
 _STATS_SQL = """SELECT
     (SELECT reltuples FROM pg_class WHERE oid = 'recording_names'::regclass),
@@ -68,7 +68,7 @@ FROM (SELECT 1) AS one LEFT JOIN pg_stats s ON s.schemaname = current_schema()
 def load_name_stats(conn: psycopg.Connection[Any]) -> NameStats:
     row = conn.execute(_STATS_SQL).fetchone()
     if row is None:
-        return UNKNOWN
+        return NO_STATS
     entries, recordings, values, freqs, n_distinct, null_frac = row
     entries, recordings = max(0.0, entries or 0.0), max(0.0, recordings or 0.0)
     if not values or not freqs or n_distinct is None:

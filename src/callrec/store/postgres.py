@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -27,11 +28,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from callrec.errors import GWSError, InternalError
 from callrec.model import Stored, index_keys, merge_recordings
 from callrec.query import RecordingQuery
-from callrec.store import Document, SearchKey, User
+from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User
 from callrec.store.names import plan_names, signature
+from callrec.store.pgremember import Remembered, notify
 from callrec.store.pgsearch import (
+    NO_STATS,
     STATISTICS_TARGET,
-    UNKNOWN,
     NameStats,
     expand,
     load_name_stats,
@@ -252,12 +254,36 @@ def _trigrams_available(conn: psycopg.Connection[Any]) -> bool:
     return bool(row and row[0])
 
 
+_IDLE_CHECK_SECONDS = 1.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _returned(conn: psycopg.Connection[Any]) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    """Check a pooled connection (a round trip) before use only when it has been idle: one
+    that worked within the last second is used as it is, and if the database restarted in
+    that second, the request fails once and the broken connection is dropped."""
+    if time.monotonic() - _returned_at.get(conn, 0.0) > _IDLE_CHECK_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
+def _document(row: tuple[str, str | None] | None, region: str | None) -> Document | None:
+    if row is None or (region is not None and row[1] != region):
+        return None
+    doc: Document = orjson.loads(row[0])
+    return doc
+
+
 class PostgresStore:
     """``RecordingStore`` over PostgreSQL."""
 
     # A point read is a network round trip that can stall with the database: never on
-    # the event loop.
-    fast_point_reads = False
+    # the event loop, unless it is remembered (``pgremember``).
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
         statement_ms = max(1, int(timeout * 1000))
@@ -276,7 +302,8 @@ class PostgresStore:
             open=False,
             kwargs={"autocommit": True, "connect_timeout": max(2, int(timeout))},
             configure=configure,
-            check=ConnectionPool.check_connection,
+            check=_check_if_idle,
+            reset=_returned,
             # Give up on a failing connection attempt after the timeout, rather than backing
             # off for minutes: the next request tries afresh, so service resumes as soon as
             # the database is back.
@@ -292,12 +319,23 @@ class PostgresStore:
                 f"PostgreSQL did not answer within {timeout:g} s (CALLREC_DATABASE_URL)"
             ) from None
         self._name_stats: tuple[float, NameStats] | None = None
+        self._remembered = Remembered(url, max(2, int(timeout)))
         try:
             with self._pool.connection() as conn:
                 self.schema_version = migrate(conn)
         except BaseException:
             self._pool.close()
             raise
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+        """A write transaction; remembered rows are forgotten once it is over (at once in
+        this process, by NOTIFY in the others)."""
+        try:
+            with self._conn() as conn, conn.transaction():
+                yield conn
+        finally:
+            self._remembered.forget()
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -310,15 +348,20 @@ class PostgresStore:
     # Recordings
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s",
-                (ccid, recording_id),
-            ).fetchone()
-        if row is None or (region is not None and row[1] != region):
-            return None
-        doc: Document = orjson.loads(row[0])
-        return doc
+        def load() -> tuple[str, str | None] | None:
+            with self._conn() as conn:
+                return conn.execute(
+                    "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s",
+                    (ccid, recording_id),
+                ).fetchone()
+
+        return _document(self._remembered.read(("r", ccid, recording_id), load), region)
+
+    def peek(
+        self, ccid: str, recording_id: str, region: str | None = None
+    ) -> Document | Unknown | None:
+        row = self._remembered.peek(("r", ccid, recording_id))
+        return row if row is UNKNOWN else _document(row, region)
 
     def search(
         self,
@@ -360,7 +403,7 @@ class PostgresStore:
             return sql, params, False if by_value else None
         # userName: ordered ranges of the names index (pgsearch).
         expanded = expand(conn, ccid, query.user)
-        stats = self._stats(conn) if needs_stats(query.user, expanded) else UNKNOWN
+        stats = self._stats(conn) if needs_stats(query.user, expanded) else NO_STATS
         names = plan_names(query.user, expanded, stats, limit)
         if names.branches is None:  # wildcards standing for too many names
             plan = Plan(dense_names=names.dense)
@@ -396,7 +439,8 @@ class PostgresStore:
             return []
         ids = sorted({r["id"] for r in recordings})
         results: list[Document | GWSError] = []
-        with self._conn() as conn, conn.transaction():
+        with self._writing() as conn:
+            notify(conn, "recordings")
             # One lock per recording, taken in a fixed order: concurrent merges of the same
             # recording from any process run one after the other, and never deadlock.
             conn.execute(
@@ -480,7 +524,8 @@ class PostgresStore:
         yield False
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
-        with self._conn() as conn, conn.transaction():
+        with self._writing() as conn:
+            notify(conn, "recordings")
             row = conn.execute(
                 "DELETE FROM recordings WHERE ccid = %s AND id = %s RETURNING doc",
                 (ccid, recording_id),
@@ -511,13 +556,21 @@ class PostgresStore:
     # Users and keys
 
     def get_user(self, name: str) -> User | None:
-        with self._conn() as conn:
-            row = conn.execute(
-                "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
-                " WHERE name = %s",
-                (name,),
-            ).fetchone()
-        return User(*row) if row else None
+        def load() -> User | None:
+            with self._conn() as conn:
+                row = conn.execute(
+                    "SELECT name, password_hash, role, ccid, first_name, last_name FROM users"
+                    " WHERE name = %s",
+                    (name,),
+                ).fetchone()
+            return User(*row) if row else None
+
+        user: User | None = self._remembered.read(("u", name), load)
+        return user
+
+    def peek_user(self, name: str) -> User | Unknown | None:
+        user: User | Unknown | None = self._remembered.peek(("u", name))
+        return user
 
     def list_users(self) -> list[User]:
         with self._conn() as conn:
@@ -528,7 +581,8 @@ class PostgresStore:
         return [User(*row) for row in rows]
 
     def put_user(self, user: User) -> None:
-        with self._conn() as conn:
+        with self._writing() as conn:
+            notify(conn, "users")
             conn.execute(
                 "INSERT INTO users (name, password_hash, role, ccid, first_name, last_name)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
@@ -546,7 +600,8 @@ class PostgresStore:
             )
 
     def delete_user(self, name: str) -> bool:
-        with self._conn() as conn:
+        with self._writing() as conn:
+            notify(conn, "users")
             return conn.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount > 0
 
     def secret(self, name: str) -> bytes:
@@ -572,4 +627,5 @@ class PostgresStore:
             conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
+        self._remembered.close()
         self._pool.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,9 @@ from callrec.query import RecordingQuery, to_glob
 from callrec.store import SearchKey, names
 from callrec.store.names import Branch, NamePlan, name_bits, plan_names, signed, wildcards
 from callrec.store.sqlsearch import SQLITE, CountUpTo, _number, trigram_match
+
+_BEFORE_ALL = -(2**63)  # a start_ms before any: "from the range's beginning"
+_FIRST_CHUNK = 8  # entries first read of each branch (at least; the page's share of it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +82,9 @@ def number_drives(
     for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
-        fts = trigram_match(column, pattern)
+        fts = trigram_match(pattern)
         if fts is not None:
-            sql = "SELECT 1 FROM recordings_fts WHERE recordings_fts MATCH ?"
+            sql = f"SELECT 1 FROM {column}_fts WHERE {column}_fts MATCH ?"
             if count(sql, [fts], cap) < cap:
                 return True
             continue
@@ -105,15 +108,15 @@ def read_page(
     region: str | None,
 ) -> list[bytes]:
     """The stored documents of one page: the branches' ranges merged in order."""
-    cursors = []
     conn.execute("BEGIN")  # one snapshot for every branch and the documents
     try:
-        for branch in branches:
-            sql, params = _branch_sql(ccid, query, branch, limit, after, region)
-            cursors.append(conn.execute(sql, params))
+        ranges = [
+            _range(conn, *_branch_sql(ccid, query, branch, region), after, limit, len(branches))
+            for branch in branches
+        ]
         page: list[int] = []
         seen: set[int] = set()
-        for _, _, pk in heapq.merge(*cursors):
+        for _, _, pk in heapq.merge(*ranges):
             if pk not in seen:
                 seen.add(pk)
                 page.append(pk)
@@ -126,21 +129,39 @@ def read_page(
             ).fetchall()
         )
     finally:
-        for cursor in cursors:
-            cursor.close()
         conn.execute("COMMIT")
     return [docs[pk] for pk in page]
 
 
-def _branch_sql(
-    ccid: str,
-    query: RecordingQuery,
-    branch: Branch,
-    limit: int,
+def _range(
+    conn: sqlite3.Connection,
+    sql: str,
+    params: list[Any],
     after: SearchKey | None,
-    region: str | None,
+    limit: int,
+    branches: int,
+) -> Iterator[tuple[int, str, int]]:
+    """One branch's entries in order, read in chunks, each after the last one read: many
+    branches share one prepared statement (a cursor left open per branch would need one
+    each), and a branch that the page does not reach is read no further than its first
+    chunk."""
+    key: SearchKey = after if after is not None else (_BEFORE_ALL, "")
+    chunk = max(_FIRST_CHUNK, -(-limit // branches))
+    while True:
+        rows = conn.execute(sql, [*params, key[0], key[0], key[1], chunk]).fetchall()
+        yield from rows
+        if len(rows) < chunk:
+            return
+        key = (rows[-1][0], rows[-1][1])
+        chunk = min(chunk * 4, limit)
+
+
+def _branch_sql(
+    ccid: str, query: RecordingQuery, branch: Branch, region: str | None
 ) -> tuple[str, list[Any]]:
-    """``SELECT start_ms, id, pk`` of one name's range, in (startTime, id) order, filtered."""
+    """``SELECT start_ms, id, pk`` of one name's range, in (startTime, id) order, filtered;
+    its last parameters, added by the caller, are where to start (after a (start_ms, id):
+    start_ms twice, then id) and how many to read."""
     clauses = ["n.ccid = ?", "n.name = ?"]
     params: list[Any] = [ccid, branch.name]
     if query.start_from is not None:
@@ -149,10 +170,6 @@ def _branch_sql(
     if query.end_before is not None:
         clauses.append("n.start_ms <= ? AND r.stop_ms <= ?")
         params += [query.end_before, query.end_before]
-    if after is not None:
-        # The index bounds the start; the id breaks ties.
-        clauses.append("n.start_ms >= ? AND (n.start_ms > ? OR r.id > ?)")
-        params += [after[0], after[0], after[1]]
     # Signatures first: they leave out most entries without a probe.
     mask = 0
     for term in branch.others:
@@ -186,6 +203,8 @@ def _branch_sql(
     if region is not None:
         clauses.append("r.region = ?")
         params.append(region)
+    # Where to start: the index bounds the start; the id breaks ties.
+    clauses.append("n.start_ms >= ? AND (n.start_ms > ? OR r.id > ?)")
     # CROSS JOIN: the names range is always the outer loop, read in order.
     sql = (
         "SELECT n.start_ms, r.id, n.pk FROM recording_names n"
@@ -193,4 +212,4 @@ def _branch_sql(
         + " AND ".join(clauses)
         + " ORDER BY n.start_ms, r.id LIMIT ?"
     )
-    return sql, [*params, limit]
+    return sql, params

@@ -38,10 +38,20 @@ class Dialect:
     no_index: str  # prefix that keeps the planner from using an index for a term
     trigrams: bool  # numbers have a trigram index (SQLite FTS5) to find infix candidates
     ordered_numbers: bool = False  # numbers are indexed with (start_ms, id) after them
+    keys_first: bool = False  # a page's keys are found first, its documents read after
 
 
 SQLITE = Dialect(
-    to_glob, "GLOB ?", "pk", "r.pk", True, "n.pk = r.pk", "+", trigrams=True, ordered_numbers=True
+    to_glob,
+    "GLOB ?",
+    "pk",
+    "r.pk",
+    True,
+    "n.pk = r.pk",
+    "+",
+    trigrams=True,
+    ordered_numbers=True,
+    keys_first=True,
 )
 POSTGRES = Dialect(
     to_like,
@@ -66,18 +76,20 @@ class Plan:
     trigram_numbers: frozenset[str] = frozenset()  # infix patterns answered by trigrams
 
 
-def trigram_match(name: str, pattern: str) -> str | None:
-    """An FTS5 query for the candidates of an infix pattern: every literal run of three or
-    more characters must occur (the trigram tokenizer folds case, so this finds a superset;
-    the pattern itself is still applied). None when there is no such run."""
+def trigram_match(pattern: str) -> str | None:
+    """An FTS5 query for the candidates of an infix pattern in its number's trigram index
+    (``caller_fts``, ``dialed_fts``): every literal run of three or more characters must
+    occur (the trigram tokenizer folds case, so this finds a superset; the pattern itself is
+    still applied). None when there is no such run."""
     if not (pattern.startswith("*") and pattern.endswith("*")):
         return None
     runs = [run for run in pattern.split("*") if len(run) >= 3]
     # Numbers are normalised to [A-Za-z0-9]: nothing in a run needs quoting.
-    return " AND ".join(f'{name} : "{run}"' for run in runs) or None
+    return " AND ".join(f'"{run}"' for run in runs) or None
 
 
 CountUpTo = Callable[[str, list[Any], int], int]
+TRIGRAM_COST = 16  # measured at 1M recordings: 2.6 µs per candidate, 0.17 µs per walked entry
 
 
 def plan_search(
@@ -89,6 +101,9 @@ def plan_search(
     ``matches``. They cross near ``sqrt(limit * total)``: count up to that and no further.
     """
     cap = max(1000, math.isqrt(limit * max(total, 1)))
+    # A trigram candidate costs a posting and a table row, TRIGRAM_COST times a step of the
+    # walk over the covering time-ordered index: the crossover comes that much earlier.
+    trigram_cap = max(100, math.isqrt(limit * max(total, 1) // TRIGRAM_COST))
     dense_numbers = set()
     trigram_numbers = set()
     sparse_number = False  # some number's own index gives few candidates
@@ -96,10 +111,10 @@ def plan_search(
         if pattern is None or pattern == "*":
             continue
         clause, param = _number(dialect, f"r.{name}", pattern)
-        fts = trigram_match(name, pattern) if dialect.trigrams else None
+        fts = trigram_match(pattern) if dialect.trigrams else None
         if fts is not None:
-            sql = "SELECT 1 FROM recordings_fts WHERE recordings_fts MATCH ?"
-            if count(sql, [fts], cap) < cap:
+            sql = f"SELECT 1 FROM {name}_fts WHERE {name}_fts MATCH ?"
+            if count(sql, [fts], trigram_cap) < trigram_cap:
                 trigram_numbers.add(name)
                 sparse_number = True
             continue
@@ -207,11 +222,9 @@ def search_sql(
             clause, param = _number(dialect, column, pattern)
             clauses.append(clause)
             params.append(param)
-            fts = trigram_match(name, pattern) if name in plan.trigram_numbers else None
+            fts = trigram_match(pattern) if name in plan.trigram_numbers else None
             if fts is not None:
-                clauses.append(
-                    "r.pk IN (SELECT rowid FROM recordings_fts WHERE recordings_fts MATCH ?)"
-                )
+                clauses.append(f"r.pk IN (SELECT rowid FROM {name}_fts WHERE {name}_fts MATCH ?)")
                 params.append(fts)
     if query.start_from is not None:
         clauses.append("r.start_ms >= ?")
@@ -231,9 +244,14 @@ def search_sql(
     if after is not None:
         clauses.append("(r.start_ms, r.id) > (?, ?)")
         params += list(after)
-    sql = (
-        "SELECT r.doc FROM recordings r WHERE "
-        + " AND ".join(clauses)
-        + " ORDER BY r.start_ms, r.id LIMIT ?"
-    )
+    where = " AND ".join(clauses)
+    if dialect.keys_first:
+        # Matches collected from an index and sorted (a suffix, a prefix) are sorted by the
+        # index's own (start_ms, id): only the page's rows are then read, documents and all.
+        sql = (
+            "SELECT r.doc FROM recordings r WHERE r.pk IN (SELECT r.pk FROM recordings r"
+            f" WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?) ORDER BY r.start_ms, r.id"
+        )
+    else:
+        sql = f"SELECT r.doc FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?"
     return sql, [*params, limit]

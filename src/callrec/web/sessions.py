@@ -30,7 +30,7 @@ from starlette.responses import Response
 from callrec.auth import Principal
 from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import User
+from callrec.store import UNKNOWN, User
 
 SESSION_COOKIE = "callrec_session"
 # The session cookie authenticates reads only: the API's writes stay HTTP Basic only.
@@ -155,9 +155,8 @@ async def current_session(request: Request, services: Services) -> Session | Non
     if claims is None:
         return None
     store = services.store
-    if store.fast_point_reads:
-        user = store.get_user(claims.name)
-    else:
+    user = store.peek_user(claims.name)
+    if user is UNKNOWN:
         user = await run_in_threadpool(store.get_user, claims.name)
     if user is None or user.ccid is None or not manager.verify(claims, user):
         return None

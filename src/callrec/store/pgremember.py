@@ -1,0 +1,124 @@
+"""Point reads on PostgreSQL, remembered while nothing changes.
+
+Every request reads its user, and a read or a play (each seek of a player) reads one
+recording: rows by primary key, each a round trip and a worker thread's hop. ``Remembered``
+keeps such rows for the event loop to use without either, for as long as they are known to
+hold:
+
+* every write callrec makes sends ``NOTIFY callrec_changes`` in its own transaction, and a
+  ``LISTEN`` connection per process forgets every remembered row when one arrives (PostgreSQL
+  delivers it at commit, to every process of every server);
+* rows are kept only while that connection is up: when it drops (the database restarts, the
+  network fails) nothing is remembered until it listens again;
+* whatever happens, nothing is remembered longer than ``REMEMBER_SECONDS``: a row changed by
+  hand in the database, without a NOTIFY, is seen again within that time.
+
+A read that overlaps a change never stores what it read past the forgetting: rows go into the
+generation of remembered rows the read started in, which a change discards whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, Final, TypeVar
+
+import psycopg
+
+from callrec.store import UNKNOWN
+
+log = logging.getLogger("callrec.store")
+
+CHANNEL: Final = "callrec_changes"
+REMEMBER_SECONDS = 1.0
+"""Longest a row is remembered, even when no change is heard of."""
+MOST_ROWS = 20_000
+"""Rows remembered at most (then all are forgotten, and remembering starts again)."""
+_POLL_SECONDS = 0.1  # how soon the listening thread sees that the store closes
+
+T = TypeVar("T")
+
+
+def notify(conn: psycopg.Connection[Any], what: str) -> None:
+    """Tell every listening process that ``what`` changed (at the transaction's commit)."""
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
+
+
+class Remembered:
+    """Rows by key, kept while a ``LISTEN`` connection to ``url`` hears of every change."""
+
+    def __init__(self, url: str, connect_timeout: int) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._rows: dict[Hashable, Any] = {}
+        self.listening = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def peek(self, key: Hashable) -> Any:
+        """The row remembered for ``key``, or UNKNOWN."""
+        if not self.listening:
+            self._start()
+            return UNKNOWN
+        return self._rows.get(key, UNKNOWN)
+
+    def read(self, key: Hashable, load: Callable[[], T]) -> T:
+        """The row for ``key``: remembered, or loaded (blocking) and remembered."""
+        self._start()
+        rows = self._rows  # this generation: a change while loading discards it whole
+        if self.listening and key in rows:
+            row: T = rows[key]
+            return row
+        row = load()
+        if self.listening and len(rows) < MOST_ROWS:
+            rows[key] = row
+        elif rows is self._rows:
+            self._rows = {}
+        return row
+
+    def forget(self) -> None:
+        self._rows = {}
+
+    def _start(self) -> None:
+        """Listen from the first point read on (a command that reads none never connects)."""
+        if self._thread is not None or self._stop.is_set():
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._listen, name="callrec-listen", daemon=True
+                )
+                self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=self._connect_timeout
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.forget()
+                    self.listening = True
+                    forgotten = time.monotonic()
+                    while not self._stop.is_set():
+                        # Forgets at each change, and at least every REMEMBER_SECONDS.
+                        for _ in conn.notifies(timeout=_POLL_SECONDS):
+                            self.forget()
+                        if time.monotonic() - forgotten >= REMEMBER_SECONDS:
+                            self.forget()
+                            forgotten = time.monotonic()
+            except psycopg.Error as error:
+                if not self._stop.is_set():
+                    log.warning("not remembering point reads: %s", type(error).__name__)
+            finally:
+                self.listening = False
+                self.forget()
+            self._stop.wait(REMEMBER_SECONDS)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_POLL_SECONDS * 5 + self._connect_timeout)

@@ -1,0 +1,143 @@
+"""Point reads remembered on PostgreSQL (store/pgremember): used on the event loop only while
+they are known to hold.
+
+Two stores on one database stand for two server processes. Each test checks what a client
+would see: its own write at once, another process's write as soon as its NOTIFY arrives, a
+change made by hand within REMEMBER_SECONDS, and nothing remembered while the listening
+connection is down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from callrec.store import UNKNOWN, RecordingStore, User, open_store, pgremember
+from conftest import local_recording
+
+CCID = "cc1"
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> Iterator[str]:
+    from pgserver import fresh_schema
+
+    with fresh_schema(pg_server) as url:
+        yield url
+
+
+@pytest.fixture
+def two(pg_url: str) -> Iterator[tuple[RecordingStore, RecordingStore]]:
+    first, second = open_store(pg_url), open_store(pg_url)
+    try:
+        yield first, second
+    finally:
+        first.close()
+        second.close()
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.01)
+
+
+def remembered(store: RecordingStore, rec_id: str = "r1") -> Any:
+    """Read until the row is remembered (the listening connection starts with the first
+    read), then return what ``peek`` gives."""
+    eventually(lambda: store.get(CCID, rec_id) is not None and store.peek(CCID, rec_id) != UNKNOWN)
+    return store.peek(CCID, rec_id)
+
+
+def test_reads_are_remembered_and_forgotten_on_the_own_write(
+    two: tuple[RecordingStore, RecordingStore],
+) -> None:
+    store, _ = two
+    assert store.peek(CCID, "r1") is UNKNOWN  # nothing remembered yet
+    store.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0001")])
+    assert remembered(store)["callerPhoneNumber"] == "+1 650 555 0001"
+    assert store.peek(CCID, "r1", region="elsewhere") is None  # the region still counts
+    store.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0002")])
+    # At once, without waiting for the NOTIFY: a client reads its own write.
+    assert store.peek(CCID, "r1") is UNKNOWN
+    assert remembered(store)["callerPhoneNumber"] == "+1 650 555 0002"
+    store.delete(CCID, "r1")
+    assert store.peek(CCID, "r1") is UNKNOWN
+    assert store.get(CCID, "r1") is None
+
+
+@pytest.fixture
+def long_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows kept far longer than the tests wait: what forgets them is the NOTIFY."""
+    monkeypatch.setattr(pgremember, "REMEMBER_SECONDS", 600.0)
+
+
+@pytest.mark.usefixtures("long_memory")
+def test_another_process_write_is_heard(two: tuple[RecordingStore, RecordingStore]) -> None:
+    reader, writer = two
+    writer.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0001")])
+    assert remembered(reader)["callerPhoneNumber"] == "+1 650 555 0001"
+    writer.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0003")])
+    seen = []
+
+    def changed() -> bool:
+        seen.append(reader.peek(CCID, "r1"))
+        return seen[-1] is UNKNOWN
+
+    eventually(changed)
+    assert all(s is UNKNOWN or s["callerPhoneNumber"] == "+1 650 555 0001" for s in seen)
+    assert reader.get(CCID, "r1")["callerPhoneNumber"] == "+1 650 555 0003"
+    writer.delete(CCID, "r1")
+    eventually(lambda: reader.peek(CCID, "r1") is UNKNOWN)
+    assert reader.get(CCID, "r1") is None
+
+
+@pytest.mark.usefixtures("long_memory")
+def test_a_removed_user_is_forgotten(two: tuple[RecordingStore, RecordingStore]) -> None:
+    reader, writer = two
+    writer.put_user(User("ann", "hash-1", "admin", CCID))
+    eventually(lambda: reader.get_user("ann") is not None and reader.peek_user("ann") != UNKNOWN)
+    writer.put_user(User("ann", "hash-2", "agent", CCID))
+    eventually(lambda: reader.peek_user("ann") is UNKNOWN)
+    assert reader.get_user("ann") == User("ann", "hash-2", "agent", CCID)
+    writer.delete_user("ann")
+    eventually(lambda: reader.peek_user("ann") is UNKNOWN)
+    assert reader.get_user("ann") is None
+
+
+def test_a_change_by_hand_is_seen_within_the_age_limit(
+    two: tuple[RecordingStore, RecordingStore], pg_url: str
+) -> None:
+    store, _ = two
+    store.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0001")])
+    assert remembered(store) is not None
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # no NOTIFY
+        conn.execute("DELETE FROM recordings WHERE ccid = %s AND id = 'r1'", (CCID,))
+    started = time.monotonic()
+    eventually(lambda: store.peek(CCID, "r1") is UNKNOWN, seconds=3 * pgremember.REMEMBER_SECONDS)
+    assert time.monotonic() - started <= 2 * pgremember.REMEMBER_SECONDS
+    assert store.get(CCID, "r1") is None
+
+
+def test_nothing_is_remembered_while_not_listening(
+    two: tuple[RecordingStore, RecordingStore], pg_url: str
+) -> None:
+    store, _ = two
+    store.upsert(CCID, [local_recording("r1")])
+    assert remembered(store) is not None
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query = %s AND pid <> pg_backend_pid()",
+            (f"LISTEN {pgremember.CHANNEL}",),
+        ).fetchall()
+    assert ended, "no listening connection found"
+    # Whatever was remembered is forgotten once the connection is found gone ...
+    eventually(lambda: store.peek(CCID, "r1") is UNKNOWN, seconds=1.0)
+    # ... and reads are remembered again once it listens again.
+    assert remembered(store) is not None
