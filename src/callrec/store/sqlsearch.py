@@ -216,10 +216,12 @@ def search_sql(
     params: list[Any] = [ccid]
     for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is not None and pattern != "*":
-            column = f"r.{name}"
             if name in plan.dense_numbers:
-                column = dialect.no_index + column
-            clause, param = _number(dialect, column, pattern)
+                # Walked in time order: the number itself, which the time-ordered index
+                # holds (never the reversed form, which it does not).
+                clause, param = _match(dialect, f"{dialect.no_index}r.{name}", pattern)
+            else:
+                clause, param = _number(dialect, f"r.{name}", pattern)
             clauses.append(clause)
             params.append(param)
             fts = trigram_match(pattern) if name in plan.trigram_numbers else None
