@@ -4,9 +4,9 @@ Each branch is a range of ``recording_names`` keyed ``(ccid, name, start_ms, pk)
 (startTime, id) order: the index gives startTime order, and the few entries that start in
 the same millisecond are put in id order as they are read (SQLite sorts just each run of
 equal keys). The time window and the cursor are bounds of the range. SQLite runs in the
-process, so a branch is a cursor stepped one entry at a time: the branches are merged in
-Python, each read only as far as the page needs, and the page's documents are then read by
-key. No sort of the matches, no set of them, however common the names.
+process, so the branches are merged in Python, each read in chunks (each after the last entry
+read) only as far as the page needs, and the page's documents are then read by key. No sort
+of the matches, no set of them, however common the names.
 
 * AND: the driver's range, filtered by the signature, then by key probes for the other exact
   names (``name_dictionary`` counts every name's entries exactly, so the rarest term drives);
