@@ -254,3 +254,35 @@ def test_sqlite_version_4_names_are_rekeyed_with_a_dictionary(tmp_path: Path) ->
         assert any(store.search("cc1", parse_query({"userName": n}), limit=1) for n in counts)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("version", [3, 4, 5])
+def test_an_old_database_left_by_a_killed_bulk_load_upgrades(tmp_path: Path, version: int) -> None:
+    """A bulk load drops the secondary indexes and triggers; killed, it leaves them out. The
+    migrations that follow must not need them, and the open builds them again."""
+    from callrec.store.sqlite import DERIVED
+
+    path = tmp_path / "killed.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert sqlite_schema.migrate(conn, target=version) == version
+        dropped = conn.execute(
+            "SELECT type, name FROM sqlite_master"
+            " WHERE type IN ('index', 'trigger') AND sql IS NOT NULL"
+        ).fetchall()
+        assert dropped
+        for kind, name in dropped:
+            conn.execute(f"DROP {kind.upper()} {name}")
+    finally:
+        conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.schema_version == sqlite_schema.SCHEMA_VERSION
+        store.upsert("cc1", [local_recording("r1", callerPhoneNumber="+1 650 466 8888")])
+        found = store.search("cc1", parse_query({"callerPhoneNumber": "*4668*"}), limit=5)
+        assert [d["id"] for d in found] == ["r1"]
+    finally:
+        store.close()
+    with sqlite3.connect(path) as check:
+        present = {row[0] for row in check.execute("SELECT name FROM sqlite_master")}
+    assert set(DERIVED) <= present

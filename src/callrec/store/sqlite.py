@@ -104,8 +104,9 @@ MIGRATIONS.append(
         4,
         "numbers indexed with the search order after them: an exact number's page is a range",
         [
-            "DROP INDEX recordings_by_caller",
-            "DROP INDEX recordings_by_dialed",
+            # IF EXISTS: a bulk load killed before version 4 left them out.
+            "DROP INDEX IF EXISTS recordings_by_caller",
+            "DROP INDEX IF EXISTS recordings_by_dialed",
             "CREATE INDEX recordings_by_caller_start ON recordings (ccid, caller, start_ms, id)",
             "CREATE INDEX recordings_by_dialed_start ON recordings (ccid, dialed, start_ms, id)",
         ],
