@@ -279,6 +279,20 @@ def test_trigram_candidates_keep_case_and_order(
 # Whichever way a query is planned, the answer must be the reference's, page by page.
 
 
+def force_shared_planning(monkeypatch: pytest.MonkeyPatch, variant: str) -> None:
+    """The variants of store/names, which both backends plan with."""
+    from callrec.store import names
+
+    if variant == "first term drives":
+        monkeypatch.setattr(names, "rarest", lambda group: group[0])
+    if variant == "last term drives":
+        monkeypatch.setattr(names, "rarest", lambda group: group[-1])
+    if variant == "signatures for every wildcard":
+        monkeypatch.setattr(names, "BLOOM_OR_MAX", 10**6)
+    if variant == "no signatures for wildcards":
+        monkeypatch.setattr(names, "BLOOM_OR_MAX", 0)
+
+
 def force_pg_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any]:
     """Plan PostgreSQL's name queries as ``variant`` says; returns the plans made."""
     from callrec.store import names
@@ -295,14 +309,7 @@ def force_pg_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any]:
         return made
 
     monkeypatch.setattr(pg_store, "plan_names", plan)
-    if variant == "first term drives":
-        monkeypatch.setattr(names, "rarest", lambda group: group[0])
-    if variant == "last term drives":
-        monkeypatch.setattr(names, "rarest", lambda group: group[-1])
-    if variant == "signatures for every wildcard":
-        monkeypatch.setattr(names, "BLOOM_OR_MAX", 10**6)
-    if variant == "no signatures for wildcards":
-        monkeypatch.setattr(names, "BLOOM_OR_MAX", 0)
+    force_shared_planning(monkeypatch, variant)
     return plans
 
 
@@ -315,6 +322,16 @@ PG_PLANS = [
     "time-ordered walk",
     "set of matches",
 ]
+
+
+def assert_name_query_answers(
+    store: RecordingStore, stored: list[dict[str, Any]], params: dict[str, str]
+) -> None:
+    """The store answers with the reference's recordings, whole and page by page."""
+    query = parse_query(params)
+    expected = [d["id"] for d in sorted((d for d in stored if matches(query, d)), key=search_key)]
+    assert all_ids(store, params) == expected, params
+    assert paged_ids(store, params, 7) == expected, params
 
 
 def random_name_query(n: int, data: list[dict[str, Any]]) -> dict[str, str]:
@@ -335,13 +352,8 @@ def test_postgres_name_plans_agree_with_the_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sqlite, postgres = stores
-    stored = data_docs(sqlite)
     plans = force_pg_plan(monkeypatch, variant)
-    params = random_name_query(n, data)
-    query = parse_query(params)
-    expected = [d["id"] for d in sorted((d for d in stored if matches(query, d)), key=search_key)]
-    assert all_ids(postgres, params) == expected, params
-    assert paged_ids(postgres, params, 7) == expected, params
+    assert_name_query_answers(postgres, data_docs(sqlite), random_name_query(n, data))
     assert plans, "the names plan was not consulted"
 
 
@@ -374,14 +386,7 @@ def force_sqlite_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any
 
     monkeypatch.setattr(sqlitenames, "plan_names", plan)
     monkeypatch.setattr(sqlite_store, "plan_search", generic)
-    if variant == "first term drives":
-        monkeypatch.setattr(names, "rarest", lambda group: group[0])
-    if variant == "last term drives":
-        monkeypatch.setattr(names, "rarest", lambda group: group[-1])
-    if variant == "signatures for every wildcard":
-        monkeypatch.setattr(names, "BLOOM_OR_MAX", 10**6)
-    if variant == "no signatures for wildcards":
-        monkeypatch.setattr(names, "BLOOM_OR_MAX", 0)
+    force_shared_planning(monkeypatch, variant)
     if variant in ("a number drives", "the names drive"):
         drives = variant == "a number drives"
         monkeypatch.setattr(sqlitenames, "number_drives", lambda *_: drives)
@@ -411,13 +416,8 @@ def test_sqlite_name_plans_agree_with_the_reference(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sqlite, _ = stores
-    stored = data_docs(sqlite)
     plans = force_sqlite_plan(monkeypatch, variant)
-    params = random_name_query(n, data)
-    query = parse_query(params)
-    expected = [d["id"] for d in sorted((d for d in stored if matches(query, d)), key=search_key)]
-    assert all_ids(sqlite, params) == expected, params
-    assert paged_ids(sqlite, params, 7) == expected, params
+    assert_name_query_answers(sqlite, data_docs(sqlite), random_name_query(n, data))
     assert plans, "the names plan was not consulted"
 
 

@@ -25,7 +25,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 MAX_BRANCHES = 64
 """Most ordered ranges merged by one query; more, and the generic plan answers."""
@@ -90,6 +90,25 @@ class Branch:
     name: str
     others: tuple[Term, ...] = ()
     rows: float = 0.0  # index entries of the range (before any bound or filter)
+
+
+def signature_filter(others: Sequence[Term]) -> tuple[list[str], list[Any]]:
+    """SQL conditions on an entry's signature ``n.sig`` that its recording may have every
+    term of ``others``: all exact names' bits, and one of each narrow wildcard's names'."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    mask = 0
+    for term in others:
+        if term.exact:
+            mask |= name_bits(term.pattern)
+        elif len(term.names) <= BLOOM_OR_MAX:
+            alternatives = [signed(name_bits(name)) for name in term.names]
+            clauses.append("(" + " OR ".join(["(n.sig & ?) = ?"] * len(alternatives)) + ")")
+            params += [bits for bits in alternatives for _ in (0, 1)]
+    if mask:
+        clauses.append("(n.sig & ?) = ?")
+        params += [signed(mask)] * 2
+    return clauses, params
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ import psycopg
 
 from callrec.query import RecordingQuery
 from callrec.store import SearchKey, names
-from callrec.store.names import SIGNATURE_BITS, Branch, name_bits, signed, wildcards
+from callrec.store.names import SIGNATURE_BITS, Branch, signature_filter, wildcards
 from callrec.store.sqlsearch import POSTGRES, _number, to_like
 
 STATISTICS_TARGET = 500
@@ -190,17 +190,9 @@ def _branch_sql(
         clauses.append("r.region = ?")
         params.append(region)
     # Signatures first: they leave out most entries without a probe.
-    mask = 0
-    for term in branch.others:
-        if term.exact:
-            mask |= name_bits(term.pattern)
-        elif len(term.names) <= names.BLOOM_OR_MAX:
-            alternatives = [signed(name_bits(name)) for name in term.names]
-            clauses.append("(" + " OR ".join(["(n.sig & ?) = ?"] * len(alternatives)) + ")")
-            params += [bits for bits in alternatives for _ in (0, 1)]
-    if mask:
-        clauses.append("(n.sig & ?) = ?")
-        params += [signed(mask)] * 2
+    sig_clauses, sig_params = signature_filter(branch.others)
+    clauses += sig_clauses
+    params += sig_params
     # OFFSET 0 keeps each probe a probe: as a join, the planner would read the other name's
     # whole range (its statistics cannot see that names of one recording go together).
     for term in branch.others:

@@ -28,7 +28,7 @@ from typing import Any
 
 from callrec.query import RecordingQuery, to_glob
 from callrec.store import SearchKey, names
-from callrec.store.names import Branch, NamePlan, name_bits, plan_names, signed, wildcards
+from callrec.store.names import Branch, NamePlan, plan_names, signature_filter, wildcards
 from callrec.store.sqlsearch import SQLITE, CountUpTo, _number, trigram_match
 
 _BEFORE_ALL = -(2**63)  # a start_ms before any: "from the range's beginning"
@@ -171,17 +171,9 @@ def _branch_sql(
         clauses.append("n.start_ms <= ? AND r.stop_ms <= ?")
         params += [query.end_before, query.end_before]
     # Signatures first: they leave out most entries without a probe.
-    mask = 0
-    for term in branch.others:
-        if term.exact:
-            mask |= name_bits(term.pattern)
-        elif len(term.names) <= names.BLOOM_OR_MAX:
-            alternatives = [signed(name_bits(name)) for name in term.names]
-            clauses.append("(" + " OR ".join(["(n.sig & ?) = ?"] * len(alternatives)) + ")")
-            params += [bits for bits in alternatives for _ in (0, 1)]
-    if mask:
-        clauses.append("(n.sig & ?) = ?")
-        params += [signed(mask)] * 2
+    sig_clauses, sig_params = signature_filter(branch.others)
+    clauses += sig_clauses
+    params += sig_params
     for term in branch.others:
         if term.exact:
             clauses.append(
