@@ -159,6 +159,16 @@ def assert_dictionary_counts(path: Path) -> None:
     assert sorted(counted) == sorted(kept)
 
 
+def assert_trigrams_indexed(path: Path) -> None:
+    """Each number's trigram index holds exactly the stored numbers (FTS5's own check
+    against its content table raises when an entry is missing or extra)."""
+    with closing(sqlite3.connect(path)) as conn:
+        for column in ("caller", "dialed"):
+            table = f"{column}_fts"
+            conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)")
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+
+
 def assert_searches_match_reference(store: SQLiteStore, docs: list[dict[str, Any]]) -> None:
     stored = {d["id"]: d for d in docs}
     for params in QUERIES:
@@ -180,6 +190,7 @@ def test_bulk_load_defers_indexes_on_an_empty_store_only(tmp_path: Path) -> None
             store.upsert("cc1", docs)
         assert set(DERIVED) <= structures(path)
         assert_dictionary_counts(path)
+        assert_trigrams_indexed(path)
         stored = store.search("cc1", RecordingQuery(), limit=1000)
         assert_searches_match_reference(store, stored)
 
@@ -215,6 +226,7 @@ def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
         stored = reopened.search("cc1", RecordingQuery(), limit=1000)
         assert len(stored) == 300
         assert_dictionary_counts(path)
+        assert_trigrams_indexed(path)
         assert_searches_match_reference(reopened, stored)
         # The trigram index and the dictionary follow later writes again.
         reopened.upsert("cc1", [local_recording("late-1", callerPhoneNumber="+1 987 654 3210")])
