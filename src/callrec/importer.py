@@ -24,6 +24,7 @@ from callrec.media.locations import Storages
 from callrec.model import IndexKeys, Stored, to_store
 from callrec.services import Services, open_storages
 from callrec.settings import Settings
+from callrec.store import Document
 
 BATCH = 1000
 Lines = list[tuple[int, bytes]]  # (line number, line)
@@ -97,22 +98,22 @@ def import_file(
     result = ImportResult()
 
     def write(prepared: Prepared, consumed: int) -> None:
-        lines, docs, new = [], [], []
+        lines: list[int] = []
+        items: list[Document | Stored] = []
         for line_no, data, keys in prepared:
             if isinstance(data, bytes):
                 # Merging a recording's stored form over a stored one gives what merging the
                 # recording itself would: the stored form only widened its times to its media.
                 lines.append(line_no)
-                docs.append(orjson.loads(data))
-                new.append(Stored(docs[-1], keys, data) if keys else None)
-        stored = dict(zip(lines, store.upsert(ccid, docs, new=new) if docs else [], strict=True))
+                items.append(Stored(keys, data) if keys else orjson.loads(data))
+        stored = dict(zip(lines, store.load(ccid, items) if items else [], strict=True))
         for line_no, data, _ in prepared:  # in file order
-            outcome = stored.get(line_no, data)
-            if isinstance(outcome, str | GWSError):
+            outcome = data if isinstance(data, str) else stored[line_no]
+            if outcome is None:
+                result.imported += 1
+            else:
                 result.failed += 1
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
-            else:
-                result.imported += 1
         on_progress(consumed)
 
     if jobs <= 0:

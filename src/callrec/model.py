@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -215,19 +215,29 @@ def merge_recordings(
     return ordered(merged)
 
 
-class Stored(NamedTuple):
-    """A recording as a store keeps it: the document, its index keys and its JSON."""
+class Stored:
+    """A recording as a store keeps it: its index keys and its JSON. The document itself is
+    decoded from the JSON only when asked for: an import writes most recordings without."""
 
-    doc: dict[str, Any]
-    keys: IndexKeys
-    blob: bytes
+    __slots__ = ("_doc", "blob", "keys")
+
+    def __init__(self, keys: IndexKeys, blob: bytes, doc: dict[str, Any] | None = None) -> None:
+        self.keys = keys
+        self.blob = blob
+        self._doc = doc
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        if self._doc is None:
+            self._doc = orjson.loads(self.blob)
+        return self._doc
 
 
 def to_store(existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]) -> Stored:
     """``incoming`` merged over ``existing``, ready to store. With nothing existing it needs
     nothing from the store, so import's workers compute it ahead."""
     doc = merge_recordings(existing, incoming)
-    return Stored(doc, index_keys(doc), orjson.dumps(doc))
+    return Stored(index_keys(doc), orjson.dumps(doc), doc)
 
 
 def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:

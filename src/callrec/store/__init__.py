@@ -72,20 +72,17 @@ class RecordingStore(Protocol):
     ) -> list[Document]:
         """Up to ``limit`` matches sorted by (startTime, id), strictly after ``after``."""
 
-    def upsert(
-        self,
-        ccid: str,
-        recordings: Sequence[Document],
-        *,
-        new: Sequence[Stored | None] | None = None,
-    ) -> list[Document | GWSError]:
+    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
         """Create or merge each recording in one durable transaction.
-
-        ``new[i]``, when given, is ``model.to_store(None, recordings[i])`` computed ahead; the store
-        may use it when it holds nothing under that id yet.
 
         Returns, per input, the merged document or the error that kept that one item out
         (the others are still written). Returns only once the transaction is on disk.
+        """
+
+    def load(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[GWSError | None]:
+        """``upsert`` for an import: a ``Stored`` item is ``model.to_store(None, doc)``
+        computed ahead, written as it is when nothing is stored under its id yet (and merged
+        as ``doc`` otherwise). Returns, per input, the error that kept it out or None.
         """
 
     def bulk_load(self) -> AbstractContextManager[bool]:

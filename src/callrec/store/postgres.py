@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from callrec.errors import GWSError, InternalError
-from callrec.model import Stored, index_keys, merge_recordings
+from callrec.model import Stored, to_store
 from callrec.query import RecordingQuery
 from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User
 from callrec.store.names import plan_names, signature
@@ -279,6 +279,23 @@ def _document(row: tuple[str, str | None] | None, region: str | None) -> Documen
     return doc
 
 
+def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
+    """A recording's row in ``recordings``, in the order of its columns."""
+    keys = row.keys
+    return (
+        ccid,
+        keys.id,
+        keys.region,
+        keys.start_ms,
+        keys.stop_ms,
+        keys.caller,
+        keys.dialed,
+        keys.caller[::-1],
+        keys.dialed[::-1],
+        row.blob.decode(),
+    )
+
+
 class PostgresStore:
     """``RecordingStore`` over PostgreSQL."""
 
@@ -428,17 +445,18 @@ class PostgresStore:
             cached = self._name_stats = (now, load_name_stats(conn))
         return cached[1]
 
-    def upsert(
-        self,
-        ccid: str,
-        recordings: Sequence[Document],
-        *,
-        new: Sequence[Stored | None] | None = None,  # merging is cheap beside the round trip
-    ) -> list[Document | GWSError]:
+    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+        return [r if isinstance(r, GWSError) else r.doc for r in self._save(ccid, recordings)]
+
+    def load(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[GWSError | None]:
+        return [r if isinstance(r, GWSError) else None for r in self._save(ccid, recordings)]
+
+    def _save(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[Stored | GWSError]:
         if not recordings:
             return []
-        ids = sorted({r["id"] for r in recordings})
-        results: list[Document | GWSError] = []
+        given = [r.keys.id if isinstance(r, Stored) else r["id"] for r in recordings]
+        ids = sorted(set(given))
+        results: list[Stored | GWSError] = []
         with self._writing() as conn:
             notify(conn, "recordings")
             # One lock per recording, taken in a fixed order: concurrent merges of the same
@@ -449,62 +467,63 @@ class PostgresStore:
                 " ORDER BY k) AS s",
                 (ccid, ids),
             )
-            current: dict[str, Document] = {
+            current: dict[str, Document | Stored] = {
                 rec_id: orjson.loads(doc)
                 for rec_id, doc in conn.execute(
                     "SELECT id, doc FROM recordings WHERE ccid = %s AND id = ANY(%s)", (ccid, ids)
                 )
             }
-            changed: dict[str, Document] = {}
-            for incoming in recordings:
+            stored_before = set(current)
+            changed: dict[str, Stored] = {}
+            for rec_id, incoming in zip(given, recordings, strict=True):
+                existing = current.get(rec_id)
+                if isinstance(existing, Stored):  # earlier in this batch
+                    existing = existing.doc
                 try:
-                    merged = merge_recordings(current.get(incoming["id"]), incoming)
-                    index_keys(merged)
+                    if isinstance(incoming, Stored):
+                        stored = incoming if existing is None else to_store(existing, incoming.doc)
+                    else:
+                        stored = to_store(existing, incoming)
                 except GWSError as error:
                     results.append(error)
                     continue
-                current[merged["id"]] = changed[merged["id"]] = merged
-                results.append(merged)
+                current[rec_id] = changed[rec_id] = stored
+                results.append(stored)
             if changed:
-                self._write(conn, ccid, list(changed.values()))
+                self._write(conn, ccid, list(changed.values()), stored_before)
         return results
 
-    def _write(self, conn: psycopg.Connection[Any], ccid: str, docs: list[Document]) -> None:
-        rows = []
+    def _write(
+        self, conn: psycopg.Connection[Any], ccid: str, rows: list[Stored], stored: set[str]
+    ) -> None:
+        """Write the recordings and their names. Those not ``stored`` before are new (their
+        locks are held: no other writer can have added them since) and are copied in."""
         names = []
-        for doc in docs:
-            keys = index_keys(doc)
-            rows.append(
-                (
-                    ccid,
-                    keys.id,
-                    keys.region,
-                    keys.start_ms,
-                    keys.stop_ms,
-                    keys.caller,
-                    keys.dialed,
-                    keys.caller[::-1],
-                    keys.dialed[::-1],
-                    orjson.dumps(doc).decode(),
-                )
-            )
+        for row in rows:
+            keys = row.keys
             sig = signature(keys.names)
             names += [(keys.start_ms, sig, ccid, name, keys.id) for name in keys.names]
+        fresh = [row for row in rows if row.keys.id not in stored]
+        replaced = [row for row in rows if row.keys.id in stored]
         with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
-                " caller_rev, dialed_rev, doc) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (ccid, id) DO UPDATE SET region = EXCLUDED.region,"
-                " start_ms = EXCLUDED.start_ms, stop_ms = EXCLUDED.stop_ms,"
-                " caller = EXCLUDED.caller, dialed = EXCLUDED.dialed,"
-                " caller_rev = EXCLUDED.caller_rev, dialed_rev = EXCLUDED.dialed_rev,"
-                " doc = EXCLUDED.doc",
-                rows,
-            )
-            cur.execute(
-                "DELETE FROM recording_names WHERE ccid = %s AND id = ANY(%s)",
-                (ccid, [row[1] for row in rows]),
-            )
+            if fresh:
+                with cur.copy(
+                    "COPY recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
+                    " caller_rev, dialed_rev, doc) FROM STDIN"
+                ) as copy:
+                    for row in fresh:
+                        copy.write_row(_columns(ccid, row))
+            if replaced:
+                cur.executemany(
+                    "UPDATE recordings SET region = %s, start_ms = %s, stop_ms = %s,"
+                    " caller = %s, dialed = %s, caller_rev = %s, dialed_rev = %s, doc = %s"
+                    " WHERE ccid = %s AND id = %s",
+                    [(*_columns(ccid, row)[2:], ccid, row.keys.id) for row in replaced],
+                )
+                cur.execute(
+                    "DELETE FROM recording_names WHERE ccid = %s AND id = ANY(%s)",
+                    (ccid, [row.keys.id for row in replaced]),
+                )
             with cur.copy(
                 "COPY recording_names (start_ms, sig, ccid, name, id) FROM STDIN"
             ) as copy:

@@ -459,35 +459,41 @@ class SQLiteStore:
         rows = conn.execute(sql, params).fetchall()
         return [orjson.loads(row[0]) for row in rows]
 
-    def upsert(
-        self,
-        ccid: str,
-        recordings: Sequence[Document],
-        *,
-        new: Sequence[Stored | None] | None = None,
-    ) -> list[Document | GWSError]:
-        results: list[Document | GWSError] = []
+    def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
+        return [r if isinstance(r, GWSError) else r.doc for r in self._save(ccid, recordings)]
+
+    def load(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[GWSError | None]:
+        return [r if isinstance(r, GWSError) else None for r in self._save(ccid, recordings)]
+
+    def _save(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[Stored | GWSError]:
+        results: list[Stored | GWSError] = []
         names: dict[int, IndexKeys] = {}  # per written recording, its keys as last merged
         with self._write() as conn:
             # What is stored already, in one lookup; then the batch merges in memory, so a
             # recording posted twice in one batch merges with itself.
-            current: dict[str, tuple[int | None, Document]] = {
+            ids = [r.keys.id if isinstance(r, Stored) else r["id"] for r in recordings]
+            current: dict[str, tuple[int | None, Document | Stored]] = {
                 rec_id: (pk, orjson.loads(blob))
                 for rec_id, pk, blob in conn.execute(
                     "SELECT id, pk, doc FROM recordings WHERE ccid = ?"
                     " AND id IN (SELECT value FROM json_each(?))",
-                    (ccid, orjson.dumps([r["id"] for r in recordings])),
+                    (ccid, orjson.dumps(ids)),
                 )
             }
             replaced = [pk for pk, _ in current.values()]
-            for i, incoming in enumerate(recordings):
-                pk, existing = current.get(incoming["id"], (None, None))
+            for rec_id, incoming in zip(ids, recordings, strict=True):
+                pk, existing = current.get(rec_id, (None, None))
+                if isinstance(existing, Stored):  # earlier in this batch
+                    existing = existing.doc
                 try:
-                    ahead = new[i] if new and existing is None else None
-                    merged, keys, blob = ahead or to_store(existing, incoming)
+                    if isinstance(incoming, Stored):
+                        stored = incoming if existing is None else to_store(existing, incoming.doc)
+                    else:
+                        stored = to_store(existing, incoming)
                 except GWSError as error:
                     results.append(error)
                     continue
+                keys = stored.keys
                 values = (
                     keys.region,
                     keys.start_ms,
@@ -496,7 +502,7 @@ class SQLiteStore:
                     keys.dialed,
                     keys.caller[::-1],
                     keys.dialed[::-1],
-                    blob,
+                    stored.blob,
                 )
                 if pk is not None:
                     conn.execute(
@@ -512,9 +518,9 @@ class SQLiteStore:
                         (ccid, keys.id, *values),
                     ).lastrowid
                     assert pk is not None
-                current[keys.id] = (pk, merged)
+                current[keys.id] = (pk, stored)
                 names[pk] = keys
-                results.append(merged)
+                results.append(stored)
             conn.executemany(
                 "DELETE FROM recording_names WHERE pk = ?",
                 [(pk,) for pk in replaced if pk in names],
