@@ -18,7 +18,7 @@ import pytest
 
 from callrec.demo import demo_recordings
 from callrec.errors import GWSError, InvalidParameter, MissingParameter
-from callrec.model import merge_recordings, validate_recording
+from callrec.model import merge_recordings, to_store, validate_recording
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.store import RecordingStore, User, open_store, search_key
 from conftest import local_recording
@@ -89,6 +89,30 @@ def test_upsert_creates_and_returns_the_stored_document(store: RecordingStore) -
     [doc] = store.upsert("cc1", [incoming])
     assert doc == merge_recordings(None, incoming)
     assert store.get("cc1", "rec-1") == doc
+
+
+def test_load_writes_prepared_recordings_and_merges_those_stored(
+    store: RecordingStore,
+) -> None:
+    stored_first = rec("exists", eventHistory=[contact("ann")])
+    saved(store, "cc1", stored_first)
+    later = rec("exists", startTime=at(5), eventHistory=[contact("bob")])
+    fresh = rec("fresh", callType="Inbound")
+    no_start = rec("no-start")
+    del no_start["startTime"], no_start["stopTime"]
+    outcomes = store.load(
+        "cc1", [to_store(None, fresh), to_store(None, later), no_start, to_store(None, fresh)]
+    )
+    assert outcomes[:2] == [None, None]
+    assert isinstance(outcomes[2], MissingParameter)
+    assert outcomes[3] is None  # the same recording twice in a batch merges with itself
+    assert store.get("cc1", "fresh") == merge_recordings(None, fresh)
+    assert store.get("cc1", "exists") == merge_recordings(
+        merge_recordings(None, stored_first), later
+    )
+    assert ids(store.search("cc1", parse_query({"userName": "bob"}), limit=5)) == ["exists"]
+    assert ids(store.search("cc1", parse_query({"userName": "ann"}), limit=5)) == ["exists"]
+    assert store.get("cc1", "no-start") is None
 
 
 def test_upsert_of_nothing_is_a_no_op(store: RecordingStore) -> None:
