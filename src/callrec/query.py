@@ -181,6 +181,8 @@ def to_glob(pattern: str) -> str:
 # --------------------------------------------------------------------------- names
 
 
+# Agents' names recur on recording after recording: an import folds each once.
+@functools.lru_cache(maxsize=65536)
 def fold_name(value: str) -> str:
     """The case-insensitive comparison form of a name, for any script.
 
