@@ -122,14 +122,27 @@ def _media_file(raw: Any, where: str) -> dict[str, Any]:
     return media
 
 
-def _event(raw: Any, where: str) -> dict[str, Any]:
-    event = dict(_object(raw, where))
+_CONTACT_TEXT = ("userName", "firstName", "lastName", "phoneNumber", "type")
+
+
+def _event(raw: Any, index: int) -> dict[str, Any]:
+    # Recordings carry several events each: the field's name for a message is only built
+    # when there is something wrong to say.
+    if not isinstance(raw, dict):
+        raise InvalidParameter(f"eventHistory[{index}] must be an object")
+    event = dict(raw)
     if "occurredAt" in event:
-        event["occurredAt"] = _instant(event["occurredAt"], f"{where}.occurredAt")
+        try:
+            event["occurredAt"] = _instant(event["occurredAt"], "occurredAt")
+        except InvalidParameter:  # again, to raise it with the field's whole name
+            _instant(event["occurredAt"], f"eventHistory[{index}].occurredAt")
+            raise
     if "contact" in event:
-        contact = _object(event["contact"], f"{where}.contact")
-        for key in ("userName", "firstName", "lastName", "phoneNumber", "type"):
-            _text(contact.get(key), f"{where}.contact.{key}", limit=512)
+        contact = _object(event["contact"], f"eventHistory[{index}].contact")
+        for key in _CONTACT_TEXT:
+            value = contact.get(key)
+            if value is not None and (type(value) is not str or len(value) > 512):
+                _text(value, f"eventHistory[{index}].contact.{key}", limit=512)
     return event
 
 
@@ -159,7 +172,7 @@ def validate_recording(raw: Any, ccid: str) -> dict[str, Any]:
         raise InvalidParameter("mediaFiles contains the same mediaId twice")
     doc["mediaFiles"] = media
     events = _list(doc.get("eventHistory"), "eventHistory")
-    doc["eventHistory"] = [_event(e, f"eventHistory[{i}]") for i, e in enumerate(events)]
+    doc["eventHistory"] = [_event(e, i) for i, e in enumerate(events)]
     return doc
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from callrec.errors import GWSError
-from callrec.model import IndexKeys, Stored, to_store
+from callrec.model import Stored, to_store
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, sqlitenames
 from callrec.store.names import signature
@@ -295,6 +295,21 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _columns(row: Stored) -> tuple[Any, ...]:
+    """A recording's ``recordings`` columns from region to doc, in their order."""
+    keys = row.keys
+    return (
+        keys.region,
+        keys.start_ms,
+        keys.stop_ms,
+        keys.caller,
+        keys.dialed,
+        keys.caller[::-1],
+        keys.dialed[::-1],
+        row.blob,
+    )
+
+
 class SQLiteStore:
     """``RecordingStore`` over one SQLite file in WAL mode."""
 
@@ -467,12 +482,12 @@ class SQLiteStore:
 
     def _save(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[Stored | GWSError]:
         results: list[Stored | GWSError] = []
-        names: dict[int, IndexKeys] = {}  # per written recording, its keys as last merged
+        written: dict[int, Stored] = {}  # per pk, the recording as last merged in this batch
         with self._write() as conn:
             # What is stored already, in one lookup; then the batch merges in memory, so a
             # recording posted twice in one batch merges with itself.
             ids = [r.keys.id if isinstance(r, Stored) else r["id"] for r in recordings]
-            current: dict[str, tuple[int | None, Document | Stored]] = {
+            current: dict[str, tuple[int, Document | Stored]] = {
                 rec_id: (pk, orjson.loads(blob))
                 for rec_id, pk, blob in conn.execute(
                     "SELECT id, pk, doc FROM recordings WHERE ccid = ?"
@@ -480,9 +495,12 @@ class SQLiteStore:
                     (ccid, orjson.dumps(ids)),
                 )
             }
-            replaced = [pk for pk, _ in current.values()]
+            replaced = {pk for pk, _ in current.values()}
+            # New recordings get the pks SQLite would give them (the write lock is held), so
+            # that they are inserted in one statement.
+            next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM recordings").fetchone()[0]
             for rec_id, incoming in zip(ids, recordings, strict=True):
-                pk, existing = current.get(rec_id, (None, None))
+                pk, existing = current.get(rec_id, (next_pk, None))
                 if isinstance(existing, Stored):  # earlier in this batch
                     existing = existing.doc
                 try:
@@ -493,44 +511,36 @@ class SQLiteStore:
                 except GWSError as error:
                     results.append(error)
                     continue
-                keys = stored.keys
-                values = (
-                    keys.region,
-                    keys.start_ms,
-                    keys.stop_ms,
-                    keys.caller,
-                    keys.dialed,
-                    keys.caller[::-1],
-                    keys.dialed[::-1],
-                    stored.blob,
-                )
-                if pk is not None:
-                    conn.execute(
-                        "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
-                        " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
-                        (*values, pk),
-                    )
-                else:
-                    pk = conn.execute(
-                        "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller,"
-                        " dialed, caller_rev, dialed_rev, doc)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (ccid, keys.id, *values),
-                    ).lastrowid
-                    assert pk is not None
-                current[keys.id] = (pk, stored)
-                names[pk] = keys
+                if pk == next_pk:
+                    next_pk += 1
+                current[rec_id] = (pk, stored)
+                written[pk] = stored
                 results.append(stored)
             conn.executemany(
+                "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
+                " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
+                [(*_columns(row), pk) for pk, row in written.items() if pk in replaced],
+            )
+            conn.executemany(
+                "INSERT INTO recordings (pk, ccid, id, region, start_ms, stop_ms, caller,"
+                " dialed, caller_rev, dialed_rev, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (pk, ccid, row.keys.id, *_columns(row))
+                    for pk, row in written.items()
+                    if pk not in replaced
+                ],
+            )
+            conn.executemany(
                 "DELETE FROM recording_names WHERE pk = ?",
-                [(pk,) for pk in replaced if pk in names],
+                [(pk,) for pk in written if pk in replaced],
             )
             conn.executemany(
                 "INSERT INTO recording_names (ccid, name, start_ms, pk, sig)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [
                     (ccid, name, keys.start_ms, pk, sig)
-                    for pk, keys in names.items()
+                    for pk, row in written.items()
+                    for keys in (row.keys,)
                     for sig in (signature(keys.names),)
                     for name in keys.names
                 ],
