@@ -29,7 +29,7 @@ from typing import Any
 from callrec.query import RecordingQuery, to_glob
 from callrec.store import SearchKey, names
 from callrec.store.names import Branch, NamePlan, plan_names, signature_filter, wildcards
-from callrec.store.sqlsearch import SQLITE, CountUpTo, _number, trigram_match
+from callrec.store.sqlsearch import SQLITE, CountUpTo, _number, count_number
 
 _BEFORE_ALL = -(2**63)  # a start_ms before any: "from the range's beginning"
 _FIRST_CHUNK = 8  # entries first read of each branch (at least; the page's share of it)
@@ -82,17 +82,8 @@ def number_drives(
     for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
-        fts = trigram_match(pattern)
-        if fts is not None:
-            sql = f"SELECT 1 FROM {column}_fts WHERE {column}_fts MATCH ?"
-            if count(sql, [fts], cap) < cap:
-                return True
-            continue
-        clause, param = _number(SQLITE, f"r.{column}", pattern)
-        if param.startswith("*"):
-            continue  # no index range: it can only filter
-        sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
-        if count(sql, [ccid, param], cap) < cap:
+        found = count_number(SQLITE, ccid, column, pattern, cap, count)
+        if found is not None and found < cap:  # None: no index range, it can only filter
             return True
     return False
 

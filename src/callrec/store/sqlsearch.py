@@ -110,23 +110,21 @@ def plan_search(
     for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
-        clause, param = _number(dialect, f"r.{name}", pattern)
-        fts = trigram_match(pattern) if dialect.trigrams else None
-        if fts is not None:
-            sql = f"SELECT 1 FROM {name}_fts WHERE {name}_fts MATCH ?"
-            if count(sql, [fts], trigram_cap) < trigram_cap:
+        if dialect.trigrams and trigram_match(pattern) is not None:
+            found = count_number(dialect, ccid, name, pattern, trigram_cap, count)
+            if found is not None and found < trigram_cap:
                 trigram_numbers.add(name)
                 sparse_number = True
             continue
-        if param.startswith(("*", "%")):
-            continue  # no index range to count in: the time-ordered walk it is
         if dialect.ordered_numbers and "*" not in pattern:
             # (ccid, number, start_ms, id): an exact number's matches come in page order, and
             # a page is its first entries, however many there are.
             sparse_number = True
             continue
-        sql = f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}"
-        if count(sql, [ccid, param], cap) >= cap:
+        found = count_number(dialect, ccid, name, pattern, cap, count)
+        if found is None:
+            continue  # no index range to count in: the time-ordered walk it is
+        if found >= cap:
             dense_numbers.add(name)
         else:
             sparse_number = True
@@ -140,6 +138,21 @@ def plan_search(
             dense_names = True
             break
     return Plan(dense_names, frozenset(dense_numbers), frozenset(trigram_numbers))
+
+
+def count_number(
+    dialect: Dialect, ccid: str, column: str, pattern: str, cap: int, count: CountUpTo
+) -> int | None:
+    """How many index entries give a number pattern's candidates, counted up to ``cap``: its
+    trigram candidates (an infix with a literal run of three) or its index range (exact,
+    prefix, or suffix through the reversed number). None when no index gives them."""
+    fts = trigram_match(pattern) if dialect.trigrams else None
+    if fts is not None:
+        return count(f"SELECT 1 FROM {column}_fts WHERE {column}_fts MATCH ?", [fts], cap)
+    clause, param = _number(dialect, f"r.{column}", pattern)
+    if param.startswith(("*", "%")):
+        return None
+    return count(f"SELECT 1 FROM recordings r WHERE r.ccid = ? AND {clause}", [ccid, param], cap)
 
 
 def _name_term(dialect: Dialect, ccid: str, term: str) -> tuple[str, list[Any]]:
