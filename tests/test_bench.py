@@ -78,6 +78,11 @@ def test_every_answer_matches_the_reference_and_the_naive_plan(
     assert "postgresql naive p50" in naive[0]
     classes = [row[0] for row in search[2:]]
     assert classes
+    # Per backend p50, p95, p99 and the second pass's p95; then the median results.
+    assert "postgresql p95, 2nd pass" in search[0]
+    for row in search[2:]:
+        assert len(row) == 1 + 2 * 4 + 1, row
+        assert all(float(cell) >= 0 for cell in row[1:]), row
     assert [row[0] for row in naive[2:]] == classes
     for row in naive[2:]:
         assert len(row) == 1 + 2 * 4, row
