@@ -636,7 +636,10 @@ class PostgresStore:
         return bytes.fromhex(row[0])
 
     def optimize(self) -> None:
-        with self._conn() as conn:
+        # Sampling tens of millions of rows takes longer than any query may (an import ends
+        # with this): no statement timeout here.
+        with self._conn() as conn, conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute("ANALYZE recordings")
             conn.execute("ANALYZE recording_names")
         self._name_stats = None
