@@ -111,7 +111,8 @@ class RecordingStore(Protocol):
         """A random key kept in the database, made on first use and shared by all processes."""
 
     def optimize(self) -> None:
-        """Refresh the query planner's statistics (after bulk loads)."""
+        """Refresh the query planner's statistics (after bulk loads); PostgreSQL also
+        vacuums, so that index-only scans read no table rows."""
 
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
