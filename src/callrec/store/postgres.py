@@ -12,6 +12,7 @@ distribution column): every key and every join includes ``ccid``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -165,6 +166,22 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        6,
+        "reversed numbers indexed with the search order after them: a suffix's matches are"
+        " sorted from the index alone",
+        [
+            "SET LOCAL maintenance_work_mem = '256MB'",
+            "CREATE INDEX recordings_by_caller_rev_start"
+            " ON recordings (ccid, caller_rev, start_ms, id)",
+            "CREATE INDEX recordings_by_dialed_rev_start"
+            " ON recordings (ccid, dialed_rev, start_ms, id)",
+            "DROP INDEX recordings_by_caller_rev",
+            "DROP INDEX recordings_by_dialed_rev",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable.
 TRIGRAM_INDEXES = [
@@ -278,6 +295,9 @@ def _document(row: tuple[str, str | None] | None, region: str | None) -> Documen
         return None
     doc: Document = orjson.loads(row[0])
     return doc
+
+
+_KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
 
 
 def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
@@ -416,7 +436,12 @@ class PostgresStore:
         # blind to how common the value is (a frequent caller read from its index: 100+ ms
         # instead of about 1 at 1M recordings).
         if not query.user:
-            sql, params = search_sql(POSTGRES, ccid, query, limit=limit, after=after, region=region)
+            # A pattern's matches collected from an index are sorted by their keys alone, and
+            # only the page's documents are read (a prefix of 15,000 matches at 10M: 50 ms
+            # reading them all, 7 ms so); exact numbers and windows are cheaper read at once.
+            wild = any("*" in (p or "") for p in (query.caller, query.dialed))
+            dialect = _KEYS_FIRST if wild else POSTGRES
+            sql, params = search_sql(dialect, ccid, query, limit=limit, after=after, region=region)
             by_value = query.caller is not None or query.dialed is not None
             return sql, params, False if by_value else None
         # userName: ordered ranges of the names index (pgsearch).

@@ -263,9 +263,11 @@ def search_sql(
     if dialect.keys_first:
         # Matches collected from an index and sorted (a suffix, a prefix) are sorted by the
         # index's own (start_ms, id): only the page's rows are then read, documents and all.
+        key = ", ".join(f"r.{column.strip()}" for column in dialect.names_key.split(","))
         sql = (
-            "SELECT r.doc FROM recordings r WHERE r.pk IN (SELECT r.pk FROM recordings r"
-            f" WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?) ORDER BY r.start_ms, r.id"
+            f"SELECT r.doc FROM recordings r WHERE {dialect.names_member} IN (SELECT {key}"
+            f" FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?)"
+            " ORDER BY r.start_ms, r.id"
         )
     else:
         sql = f"SELECT r.doc FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?"
