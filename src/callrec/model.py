@@ -253,6 +253,24 @@ def to_store(existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]) ->
     return Stored(index_keys(doc), orjson.dumps(doc), doc)
 
 
+def item_id(item: Mapping[str, Any] | Stored) -> str:
+    """The id of a recording to save: a document's, or one stored ahead's."""
+    return item.keys.id if isinstance(item, Stored) else str(item["id"])
+
+
+def merge_stored(
+    existing: Mapping[str, Any] | Stored | None, incoming: Mapping[str, Any] | Stored
+) -> Stored:
+    """``incoming`` saved over ``existing`` (a stored document, or one saved earlier in the
+    same batch). A ``Stored`` incoming was computed ahead as ``to_store(None, doc)``: taken
+    as it is when nothing exists, its document merged otherwise."""
+    if isinstance(existing, Stored):
+        existing = existing.doc
+    if isinstance(incoming, Stored):
+        return incoming if existing is None else to_store(existing, incoming.doc)
+    return to_store(existing, incoming)
+
+
 def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The document with its fields in SPEC §1 output order, other fields after."""
     head = {k: doc[k] for k in FIELD_ORDER if k in doc}

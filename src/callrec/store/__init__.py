@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from callrec.errors import GWSError
-from callrec.model import Stored
+from callrec.model import IndexKeys, Stored
 from callrec.query import RecordingQuery, parse_instant
 
 Document = dict[str, Any]
@@ -32,6 +32,20 @@ UNKNOWN: Final = Unknown.UNKNOWN
 def search_key(doc: Document) -> SearchKey:
     """Where a stored recording sits in the search order."""
     return parse_instant(doc["startTime"], "startTime"), doc["id"]
+
+
+def indexed_columns(keys: IndexKeys) -> tuple[Any, ...]:
+    """A recording row's columns from ``region`` to ``dialed_rev``, in the order both stores'
+    ``recordings`` tables have them."""
+    return (
+        keys.region,
+        keys.start_ms,
+        keys.stop_ms,
+        keys.caller,
+        keys.dialed,
+        keys.caller[::-1],
+        keys.dialed[::-1],
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,9 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from callrec.errors import GWSError, InternalError
-from callrec.model import Stored, to_store
+from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
-from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User
+from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_columns
 from callrec.store.names import plan_names, signature
 from callrec.store.pgremember import Remembered, notify
 from callrec.store.pgsearch import (
@@ -302,19 +302,7 @@ _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
 
 def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
     """A recording's row in ``recordings``, in the order of its columns."""
-    keys = row.keys
-    return (
-        ccid,
-        keys.id,
-        keys.region,
-        keys.start_ms,
-        keys.stop_ms,
-        keys.caller,
-        keys.dialed,
-        keys.caller[::-1],
-        keys.dialed[::-1],
-        row.blob.decode(),
-    )
+    return (ccid, row.keys.id, *indexed_columns(row.keys), row.blob.decode())
 
 
 class PostgresStore:
@@ -480,7 +468,7 @@ class PostgresStore:
     def _save(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[Stored | GWSError]:
         if not recordings:
             return []
-        given = [r.keys.id if isinstance(r, Stored) else r["id"] for r in recordings]
+        given = [item_id(r) for r in recordings]
         ids = sorted(set(given))
         results: list[Stored | GWSError] = []
         with self._writing() as conn:
@@ -502,14 +490,8 @@ class PostgresStore:
             stored_before = set(current)
             changed: dict[str, Stored] = {}
             for rec_id, incoming in zip(given, recordings, strict=True):
-                existing = current.get(rec_id)
-                if isinstance(existing, Stored):  # earlier in this batch
-                    existing = existing.doc
                 try:
-                    if isinstance(incoming, Stored):
-                        stored = incoming if existing is None else to_store(existing, incoming.doc)
-                    else:
-                        stored = to_store(existing, incoming)
+                    stored = merge_stored(current.get(rec_id), incoming)
                 except GWSError as error:
                     results.append(error)
                     continue

@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 
 from callrec.errors import GWSError
-from callrec.model import Stored, to_store
+from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
-from callrec.store import Document, SearchKey, User, sqlitenames
+from callrec.store import Document, SearchKey, User, indexed_columns, sqlitenames
 from callrec.store.names import signature
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 
@@ -297,17 +297,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def _columns(row: Stored) -> tuple[Any, ...]:
     """A recording's ``recordings`` columns from region to doc, in their order."""
-    keys = row.keys
-    return (
-        keys.region,
-        keys.start_ms,
-        keys.stop_ms,
-        keys.caller,
-        keys.dialed,
-        keys.caller[::-1],
-        keys.dialed[::-1],
-        row.blob,
-    )
+    return (*indexed_columns(row.keys), row.blob)
 
 
 class SQLiteStore:
@@ -486,7 +476,7 @@ class SQLiteStore:
         with self._write() as conn:
             # What is stored already, in one lookup; then the batch merges in memory, so a
             # recording posted twice in one batch merges with itself.
-            ids = [r.keys.id if isinstance(r, Stored) else r["id"] for r in recordings]
+            ids = [item_id(r) for r in recordings]
             current: dict[str, tuple[int, Document | Stored]] = {
                 rec_id: (pk, orjson.loads(blob))
                 for rec_id, pk, blob in conn.execute(
@@ -501,13 +491,8 @@ class SQLiteStore:
             next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM recordings").fetchone()[0]
             for rec_id, incoming in zip(ids, recordings, strict=True):
                 pk, existing = current.get(rec_id, (next_pk, None))
-                if isinstance(existing, Stored):  # earlier in this batch
-                    existing = existing.doc
                 try:
-                    if isinstance(incoming, Stored):
-                        stored = incoming if existing is None else to_store(existing, incoming.doc)
-                    else:
-                        stored = to_store(existing, incoming)
+                    stored = merge_stored(existing, incoming)
                 except GWSError as error:
                     results.append(error)
                     continue
