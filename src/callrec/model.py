@@ -126,17 +126,13 @@ _CONTACT_TEXT = ("userName", "firstName", "lastName", "phoneNumber", "type")
 
 
 def _event(raw: Any, index: int) -> dict[str, Any]:
-    # Recordings carry several events each: the field's name for a message is only built
-    # when there is something wrong to say.
+    # Recordings carry several events of five contact fields each: a contact field's name
+    # for a message is only built when there is something wrong to say.
     if not isinstance(raw, dict):
         raise InvalidParameter(f"eventHistory[{index}] must be an object")
     event = dict(raw)
     if "occurredAt" in event:
-        try:
-            event["occurredAt"] = _instant(event["occurredAt"], "occurredAt")
-        except InvalidParameter:  # again, to raise it with the field's whole name
-            _instant(event["occurredAt"], f"eventHistory[{index}].occurredAt")
-            raise
+        event["occurredAt"] = _instant(event["occurredAt"], f"eventHistory[{index}].occurredAt")
     if "contact" in event:
         contact = _object(event["contact"], f"eventHistory[{index}].contact")
         for key in _CONTACT_TEXT:
