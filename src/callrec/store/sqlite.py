@@ -26,6 +26,7 @@ from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, indexed_columns, sqlitenames
 from callrec.store.names import signature
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
+from callrec.store.walwatch import WalWatch
 
 # Versioned schema: each entry upgrades the previous version; a new database runs them all.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -315,6 +316,7 @@ class SQLiteStore:
         self.optimize()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._commits = WalWatch.open(self.path)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -400,13 +402,20 @@ class SQLiteStore:
     def _point_read(self, sql: str, params: tuple[str, ...]) -> Any:
         """One row by key, remembered until anything is committed to the database.
 
-        ``PRAGMA data_version`` changes whenever another connection (any other process, or
-        this store's writer) commits: one cheap check instead of the lookup itself, for the
-        reads every request makes (its user, the recording it plays, each seek again).
+        The wal-index header (``walwatch``) changes with every commit, by any connection of
+        any process: one ``pread`` instead of a lookup, for the reads every request makes
+        (its user, the recording it plays, each seek again). Without one, ``PRAGMA
+        data_version`` tells the same (other connections' commits, this store's writer's
+        included) at the cost of a statement.
         """
         conn = self._read()
         local = self._local
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        commits = self._commits
+        version = (
+            commits.token()
+            if commits is not None
+            else conn.execute("PRAGMA data_version").fetchone()[0]
+        )
         rows: dict[tuple[str, tuple[str, ...]], Any] | None = getattr(local, "rows", None)
         if rows is None or local.version != version or len(rows) >= _REMEMBERED_ROWS:
             rows = local.rows = {}
@@ -627,3 +636,5 @@ class SQLiteStore:
                 conn.close()
             self._readers.clear()
             self._writer.close()
+        if self._commits is not None:
+            self._commits.close()
