@@ -21,6 +21,7 @@ ROLES = ("admin", "supervisor", "agent")
 OPS = "ops"
 CSRF_HEADER = "X-CSRF-TOKEN"
 _hasher = PasswordHasher()
+_CALLERS = 10_000  # callers remembered until the next commit, at most
 
 
 def hash_password(password: str) -> str:
@@ -89,6 +90,11 @@ class Authenticator:
     Argon2 is slow on purpose, so a successful verification is remembered for a while, keyed
     by the stored hash and a digest of the password: a changed password or a removed user
     takes effect on the next request, because the user row is read every time.
+
+    On a store that tells commits cheaply (``change_token``), the caller a header names is
+    also remembered until the next commit, keyed by a digest of the header: a player's
+    every seek carries the same header, and nothing it is checked against can change without
+    a commit.
     """
 
     def __init__(self, store: RecordingStore, cache_seconds: float, key: bytes) -> None:
@@ -96,19 +102,33 @@ class Authenticator:
         self._ttl = cache_seconds
         self._key = key
         self._verified: dict[bytes, float] = {}
+        self._callers: dict[bytes, tuple[bytes, float, Principal]] = {}
         self._lock = threading.Lock()
 
     def authenticate_cached(self, header: str | None) -> Principal | None:
         """The fast path, cheap enough for the event loop: the caller when these credentials
         were verified recently, else None (then call ``authenticate`` off the loop)."""
+        version = self._store.change_token()  # before the reads it vouches for
+        known = None
+        if version is not None and header:
+            known = hashlib.blake2b(header.encode(), key=self._key[:64]).digest()
+            caller = self._callers.get(known)
+            if caller is not None and caller[0] == version and caller[1] > time.monotonic():
+                return caller[2]
         name, password = parse_basic(header)
         user = self._store.peek_user(name)
         if user is None or user is UNKNOWN:
             return None
         with self._lock:
-            if self._verified.get(self._token(user, password), 0.0) <= time.monotonic():
-                return None
-        return _principal(user)
+            until = self._verified.get(self._token(user, password), 0.0)
+        if until <= time.monotonic():
+            return None
+        principal = _principal(user)
+        if version is not None and known is not None:
+            if len(self._callers) >= _CALLERS:
+                self._callers = {}
+            self._callers[known] = (version, until, principal)
+        return principal
 
     def authenticate(self, header: str | None) -> Principal:
         """The full check, paying for the slow hash when the result is not remembered."""

@@ -114,6 +114,11 @@ class RecordingStore(Protocol):
     def peek_user(self, name: str) -> User | Unknown | None:
         """``get_user``, on the event loop, as ``peek`` is ``get``."""
 
+    def change_token(self) -> bytes | None:
+        """Bytes equal to an earlier answer only if nothing was committed in between, by
+        any process; None when the store cannot tell without waiting. Read it *before* the
+        reads it vouches for."""
+
     def list_users(self) -> list[User]: ...
 
     def put_user(self, user: User) -> None:

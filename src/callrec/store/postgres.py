@@ -599,6 +599,9 @@ class PostgresStore:
         user: User | Unknown | None = self._remembered.peek(("u", name))
         return user
 
+    def change_token(self) -> bytes | None:
+        return None  # other processes' commits are heard of asynchronously (pgremember)
+
     def list_users(self) -> list[User]:
         with self._conn() as conn:
             rows = conn.execute(

@@ -410,12 +410,7 @@ class SQLiteStore:
         """
         conn = self._read()
         local = self._local
-        commits = self._commits
-        version = (
-            commits.token()
-            if commits is not None
-            else conn.execute("PRAGMA data_version").fetchone()[0]
-        )
+        version = self.change_token() or conn.execute("PRAGMA data_version").fetchone()[0]
         rows: dict[tuple[str, tuple[str, ...]], Any] | None = getattr(local, "rows", None)
         if rows is None or local.version != version or len(rows) >= _REMEMBERED_ROWS:
             rows = local.rows = {}
@@ -424,6 +419,9 @@ class SQLiteStore:
         if key not in rows:
             rows[key] = conn.execute(sql, params).fetchone()
         return rows[key]
+
+    def change_token(self) -> bytes | None:
+        return None if self._commits is None else self._commits.token()
 
     def peek(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         return self.get(ccid, recording_id, region)  # a local read: never a wait
