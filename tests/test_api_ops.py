@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from callrec.services import Services
 from callrec.settings import Settings
 from conftest import PASSWORD, basic, load_example, local_recording
 
@@ -827,6 +828,21 @@ def test_upload_size_limit(make_client: Callable[..., TestClient], tmp_path: Pat
     assert_error(app.get("/api/v2/recordings/rec-1/play/a.mp3", headers=basic("alice")), 404, 6)
     assert files_under(tmp_path / "app1" / "media") == set()
     assert upload(app, "rec-1", "a.mp3", b"x" * 100).status_code == 200
+
+
+def test_upload_to_a_recording_deleted_meanwhile_is_404_and_leaves_no_file(
+    client: TestClient, services: Services, settings: Settings
+) -> None:
+    post_ok(client, local_recording("rec-1", mediaFiles=[{"mediaId": "a.mp3"}]))
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * 1000
+        assert services.store.delete("cc1", "rec-1") is not None  # a delete, mid-upload
+        yield b"y" * 1000
+
+    assert_error(upload(client, "rec-1", "a.mp3", body()), 404, 6)
+    assert absent(client, "rec-1")
+    assert files_under(settings.resolved_media_dir) == set()
 
 
 def test_upload_to_unknown_recording_is_404(client: TestClient, settings: Settings) -> None:

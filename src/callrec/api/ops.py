@@ -215,5 +215,10 @@ async def upload(
     update = {"id": recording_id, "region": doc.get("region"), "mediaFiles": [media]}
     [outcome] = await run_in_threadpool(services.store.upsert, ccid, [update])
     if isinstance(outcome, GWSError):
+        if await run_in_threadpool(services.store.get, ccid, recording_id) is None:
+            # Deleted while the bytes arrived: the delete could not know of this file, and
+            # no recording will ever point at it.
+            await delete_media(services, ccid, recording_id, {"mediaFiles": [media]})
+            raise NotFound("Recording not found")
         raise outcome
     return GWSResponse({"statusCode": 0, "size": size})
