@@ -78,8 +78,13 @@ def run_wrk(port: int, paths_file: Path, seconds: float, connections: int) -> fl
     return float(line.split()[1])
 
 
+SAMPLE = 20000  # recordings the query values and the GET ids are drawn from
+
+
 def generate(work: Path, size: int) -> tuple[Path, list[dict]]:
-    """The benchmark's recordings (made once per work directory: seed 7 is deterministic)."""
+    """The benchmark's recordings (made once per work directory: seed 7 is deterministic),
+    and ``SAMPLE`` of them spread evenly over the whole file (the generator writes calls in
+    time order: the first ones alone would ask only about the oldest calls)."""
     from callrec.demo import demo_jsonl
 
     jsonl = work / f"recordings-{size}.jsonl"
@@ -88,8 +93,10 @@ def generate(work: Path, size: int) -> tuple[Path, list[dict]]:
         partial = jsonl.with_suffix(".partial")
         demo_jsonl(partial, size, seed=7, media=False)
         partial.rename(jsonl)
+    step = max(1, size // SAMPLE)
     with jsonl.open() as handle:
-        sample = [json.loads(line) for _, line in zip(range(20000), handle, strict=False)]
+        picked = (line for number, line in enumerate(handle) if number % step == 0)
+        sample = [json.loads(line) for _, line in zip(range(SAMPLE), picked, strict=False)]
     return jsonl, sample
 
 

@@ -133,3 +133,15 @@ def test_a_wrong_answer_fails_naming_its_class_and_query(bench_run: ModuleType) 
         assert problem.startswith("postgresql, class 'caller exact', query "), problem
         assert "{'userName': 'kim AND lee'}" in problem, problem
         assert "first difference at position 1" in problem, problem
+
+
+def test_the_sample_spans_the_whole_file(
+    bench_run: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_run, "SAMPLE", 50)
+    jsonl, sample = bench_run.generate(tmp_path, 1000)
+    every = [
+        line.split('"id": "', 1)[1].split('"', 1)[0] for line in jsonl.read_text().splitlines()
+    ]
+    assert [r["id"] for r in sample] == every[::20]
+    assert sample[-1]["id"] == every[980]  # from the last tenth, not the first 50
