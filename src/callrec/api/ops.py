@@ -34,10 +34,18 @@ def ops_play_base(request: Request, services: Services, ccid: str) -> str:
     return f"{origin(request, services)}{root}/api/v2/ops/contact-centers/{ccid}/recordings"
 
 
-async def read_json(request: Request, limit: int) -> Any:
+def refuse_declared_over(request: Request, limit: int, error: GWSError) -> None:
+    """Refuse a body whose declared length is over ``limit`` before reading any of it (the
+    read itself stops at ``limit`` too: the header may be absent or lie)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise InvalidParameter("The request body is too large", http_status=413)
+        raise error
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    refuse_declared_over(
+        request, limit, InvalidParameter("The request body is too large", http_status=413)
+    )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -193,9 +201,7 @@ async def upload(
         raise InvalidParameter("mediaId is not a valid file name")
     doc = await load(services, ccid, recording_id)
     limit = services.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise UploadTooLarge()
+    refuse_declared_over(request, limit, UploadTooLarge())
     store = services.storages.uploads()
     key = f"{ccid}/{recording_id}/{media_id}"
     size = await store.put(key, request.stream(), limit)
