@@ -141,3 +141,28 @@ def test_nothing_is_remembered_while_not_listening(
     eventually(lambda: store.peek(CCID, "r1") is UNKNOWN, seconds=1.0)
     # ... and reads are remembered again once it listens again.
     assert remembered(store) is not None
+
+
+@pytest.mark.usefixtures("long_memory")
+def test_the_change_token_moves_with_every_forgetting(
+    two: tuple[RecordingStore, RecordingStore], pg_url: str
+) -> None:
+    """What ``Authenticator`` remembers callers by: it holds exactly as long as the rows."""
+    reader, writer = two
+    writer.put_user(User("ann", "hash-1", "admin", CCID))
+    eventually(lambda: reader.get_user("ann") is not None and reader.peek_user("ann") != UNKNOWN)
+    token = reader.change_token()
+    assert token is not None
+    assert reader.change_token() == token  # nothing changed
+    reader.upsert(CCID, [local_recording("r1")])  # its own write: at once
+    assert reader.change_token() not in (None, token)
+    token = reader.change_token()
+    writer.put_user(User("ann", "hash-2", "admin", CCID))  # another's: when heard of
+    eventually(lambda: reader.change_token() != token)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query = %s AND pid <> pg_backend_pid()",
+            (f"LISTEN {pgremember.CHANNEL}",),
+        )
+    eventually(lambda: reader.change_token() is None, seconds=1.0)  # not listening: none

@@ -115,9 +115,11 @@ class RecordingStore(Protocol):
         """``get_user``, on the event loop, as ``peek`` is ``get``."""
 
     def change_token(self) -> bytes | None:
-        """Bytes equal to an earlier answer only if nothing was committed in between, by
-        any process; None when the store cannot tell without waiting. Read it *before* the
-        reads it vouches for."""
+        """Bytes equal to an earlier answer only while what ``peek`` and ``peek_user``
+        remember still holds (SQLite: nothing committed in between, by any process;
+        PostgreSQL: no change heard of, for at most ``pgremember.REMEMBER_SECONDS``); None
+        when the store cannot tell without waiting. Read it *before* the reads it vouches
+        for."""
 
     def list_users(self) -> list[User]: ...
 

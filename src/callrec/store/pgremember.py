@@ -19,6 +19,7 @@ generation of remembered rows the read started in, which a change discards whole
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -53,6 +54,8 @@ class Remembered:
         self._url = url
         self._connect_timeout = connect_timeout
         self._rows: dict[Hashable, Any] = {}
+        self._forgettings = itertools.count(1)  # next() is atomic: no forgetting is lost
+        self._generation = 0
         self.listening = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,7 +83,13 @@ class Remembered:
         return row
 
     def forget(self) -> None:
+        self._generation = next(self._forgettings)
         self._rows = {}
+
+    def token(self) -> bytes | None:
+        """Bytes that change whenever remembered rows are forgotten (at every change heard
+        of, and at least every ``REMEMBER_SECONDS``); None while not listening."""
+        return self._generation.to_bytes(8, "little") if self.listening else None
 
     def _start(self) -> None:
         """Listen from the first point read on (a command that reads none never connects)."""

@@ -600,7 +600,7 @@ class PostgresStore:
         return user
 
     def change_token(self) -> bytes | None:
-        return None  # other processes' commits are heard of asynchronously (pgremember)
+        return self._remembered.token()
 
     def list_users(self) -> list[User]:
         with self._conn() as conn:
