@@ -129,3 +129,11 @@ def test_stores_of_one_database_share_one_descriptor_closed_with_the_last(path: 
 
 def test_no_watch_without_a_wal_index(tmp_path: Path) -> None:
     assert walwatch.WalWatch.open(str(tmp_path / "nothing.db")) is None
+
+
+def test_no_watch_on_a_file_too_short_to_be_a_wal_index(tmp_path: Path) -> None:
+    short = tmp_path / "short.db-shm"
+    short.write_bytes(b"\0" * 10)
+    assert walwatch.WalWatch.open(str(tmp_path / "short.db")) is None
+    st = short.stat()
+    assert (st.st_dev, st.st_ino) not in walwatch._open  # nothing opened, nothing to close

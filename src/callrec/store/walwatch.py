@@ -40,6 +40,8 @@ class WalWatch:
             st = os.stat(database + "-shm")
         except OSError:
             return None
+        if st.st_size < _HEADER:  # not a wal-index (yet): nothing to trust
+            return None
         key = (st.st_dev, st.st_ino)
         with _lock:
             entry = _open.get(key)
@@ -51,11 +53,7 @@ class WalWatch:
                 # Never closed unless it is the one registered: see the module's docstring.
                 entry = _open[key] = [fd, 0]
             entry[1] += 1
-        watch = cls(key, entry[0])
-        if len(watch.token()) != _HEADER:  # not a wal-index (yet): not worth trusting
-            watch.close()
-            return None
-        return watch
+        return cls(key, entry[0])
 
     def token(self) -> bytes:
         """Bytes that change with every commit; read them *before* the reads they vouch for."""
