@@ -9,7 +9,8 @@ What it measures (results and how to read them: docs/performance.md, "Media stre
 1. Full-file downloads of a 5 MB file, requests/s (wrk, keep-alive, 8 connections).
 2. 64 KiB range requests at offsets spread over the file, requests/s (wrk).
    Both alternate between callrec, nginx (sendfile on) and a bare Starlette ``FileResponse``
-   app on uvicorn for ``--rounds`` rounds; the figures are medians and ratios of medians.
+   app on the same HTTP server as callrec for ``--rounds`` rounds; the figures are medians and
+   ratios of medians.
    With ``--baseline DIR`` a second callrec runs the code of the source tree ``DIR`` (e.g.
    ``git worktree add DIR <commit>``) on the same data, measured in the same rounds: a
    before/after comparison on equal terms.
@@ -40,7 +41,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servers import BIN, add_admin, callrec, free_port, serving
+from servers import BIN, add_admin, callrec, free_port, same_server, serving
 
 HERE = Path(__file__).resolve().parent
 PASSWORD = "bench-password"
@@ -279,17 +280,7 @@ def measure(args: argparse.Namespace, work: Path) -> tuple[Rates, Rates, Streams
         conf.write_text(NGINX_CONF.format(user=user, work=work, port=nginx_port, root=media_root))
         (work / "file_app.py").write_text(FILE_APP)
         nginx = [ensure_nginx(), "-c", str(conf), "-p", str(work), "-e", str(work / "nginx.log")]
-        starlette = [
-            str(BIN / "uvicorn"),
-            "file_app:app",
-            "--port",
-            str(file_port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--app-dir",
-            str(work),
-        ]
+        starlette = same_server(work, "file_app:app", file_port)
         file_env = {**env, "BENCH_FILE": str(served)}
         play = f"/api/v2/recordings/{RECORDING}/play/five.mp3"
         with contextlib.ExitStack() as stack:

@@ -40,7 +40,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from naive import NaiveResult, measure_naive
 from reference import Reference
-from servers import BIN, add_admin, callrec, free_port, serving
+from servers import BIN, add_admin, callrec, free_port, same_server, serving
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -359,17 +359,7 @@ def measure_throughput(
     paths = work / "paths.txt"
     paths.write_text("".join(f"/api/v2/recordings/{r['id']}\n" for r in sample[:5000]))
     bare_port = free_port()
-    bare = [
-        str(BIN / "uvicorn"),
-        "bare_app:app",
-        "--port",
-        str(bare_port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--app-dir",
-        str(HERE),
-    ]
+    bare = same_server(HERE, "bare_app:app", bare_port)
     with serving(bare, bare_port, env, "/"):
         print(
             f"[{run.backend}] GET /recordings/{{id}} against the bare endpoint ...", file=sys.stderr

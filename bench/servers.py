@@ -35,6 +35,19 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/") -> Non
     raise SystemExit(f"{proc.args[0]} did not start within 60 s")
 
 
+def same_server(app_dir: Path, target: str, port: int) -> list[str]:
+    """The command serving ``module:attribute`` from ``app_dir`` on the HTTP server
+    ``callrec serve`` runs (same server, same settings), so that a baseline app is compared
+    with callrec's application rather than with another server."""
+    module, attribute = target.split(":")
+    code = (
+        f"import sys; sys.path.insert(0, {str(app_dir)!r}); "
+        f"from {module} import {attribute} as app; from callrec.server import run; "
+        f"run(app, '127.0.0.1', {port}, 'warning')"
+    )
+    return [sys.executable, "-c", code]
+
+
 @contextmanager
 def serving(cmd: list[str], port: int, env: dict[str, str], ready: str) -> Iterator[int]:
     """Run a server until the block ends; yields its pid."""

@@ -132,3 +132,21 @@ def test_serve_demo(tmp_path: Path) -> None:
             assert played.content.startswith(b"RIFF")
             assert played.content[8:12] == b"WAVE"
             assert str(len(played.content)) == media["size"]
+
+
+def test_a_busy_port_is_an_error_not_a_shared_port(server: RunningServer, tmp_path: Path) -> None:
+    """The HTTP server's listener allows other listeners on its port (SO_REUSEPORT): a second
+    ``callrec serve`` there must refuse to start rather than take part of the requests."""
+    port = server.url.rsplit(":", 1)[1]
+    second = run_cli(tmp_path / "other", "serve", "--host", "127.0.0.1", "--port", port)
+    assert second.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in second.stderr
+    with client(server, "alice") as alice:
+        assert alice.get("/api/v2/recordings", params={"userName": "*"}).status_code == 200
+
+
+def test_sigterm_stops_serve_cleanly(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as server:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        server.process.terminate()
+        assert server.process.wait(10) == 0

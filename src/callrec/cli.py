@@ -96,8 +96,7 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed a demo contact center first.")] = False,
 ) -> None:
     """Run the HTTP service (data under CALLREC_DATA_DIR, default ./callrec-data)."""
-    import uvicorn
-
+    from callrec import server
     from callrec.app import create_app
 
     settings = load_settings()
@@ -114,17 +113,12 @@ def serve(
             f"'{base}{settings.root_path}/api/v2/recordings?userName=*'",
             highlight=False,
         )
-    uvicorn.run(
-        create_app(settings, services),
-        host=host,
-        port=port,
-        log_level=settings.log_level,
-        # Below "info" the access log is filtered out anyway: not even formatted per request.
-        access_log=settings.log_level in ("info", "debug"),
-        proxy_headers=False,
-        server_header=False,
-    )
-    services.close()
+    try:
+        server.run(create_app(settings, services), host, port, settings.log_level)
+    except server.PortInUse as error:
+        raise fail(str(error)) from None
+    finally:
+        services.close()
 
 
 def read_password(stdin: bool) -> str:
