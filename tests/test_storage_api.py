@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+import callrec.server
 from callrec.app import create_app
 from callrec.services import Services
 from callrec.settings import Settings
@@ -459,13 +459,11 @@ def test_delete_succeeds_when_the_storage_is_down(
 
 @contextlib.contextmanager
 def live(settings: Settings, services: Services) -> Iterator[int]:
-    """The app on uvicorn in a thread; the storages are closed on its own loop."""
+    """The app on the server ``callrec serve`` runs, in a thread with an event loop of its
+    own; the storages are closed on that loop."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, services), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
+    server = callrec.server.build(create_app(settings, services), "127.0.0.1", port, "warning")
+    loop = asyncio.new_event_loop()
 
     async def main() -> None:
         try:
@@ -473,14 +471,24 @@ def live(settings: Settings, services: Services) -> Iterator[int]:
         finally:
             await services.storages.aclose()
 
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
     try:
-        assert wait_until(lambda: server.started, HANG)
+        assert wait_until(lambda: accepts(port), HANG)
         yield port
     finally:
-        server.should_exit = True
+        loop.call_soon_threadsafe(server.stop)
         thread.join(HANG)
+        assert not thread.is_alive()
+        loop.close()
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def raw_get(port: int, path: str, rcvbuf: int | None = None) -> tuple[socket.socket, bytes]:

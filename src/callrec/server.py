@@ -52,10 +52,9 @@ class _NotNews(logging.Filter):
         return "experimental" not in record.getMessage()
 
 
-def run(app: Any, host: str, port: int, log_level: str) -> None:
-    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully (lifespan included)."""
-    import uvloop
-
+def build(app: Any, host: str, port: int, log_level: str) -> Server:
+    """The server for ``app`` on ``host:port``; ``await server.serve()`` runs it until
+    ``server.stop()``."""
     check_bindable(host, port)
     server = Server(
         app,
@@ -69,6 +68,14 @@ def run(app: Any, host: str, port: int, log_level: str) -> None:
         log_access=log_level in ("info", "debug"),
     )
     logging.getLogger("_granian").addFilter(_NotNews())
+    return server
+
+
+def run(app: Any, host: str, port: int, log_level: str) -> None:
+    """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully (lifespan included)."""
+    import uvloop
+
+    server = build(app, host, port, log_level)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
