@@ -150,3 +150,5 @@ def test_sigterm_stops_serve_cleanly(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/healthz").status_code == 200
         server.process.terminate()
         assert server.process.wait(10) == 0
+    assert "Listening at: http://127.0.0.1:" in server.output()
+    assert "experimental" not in server.output()  # the server's start-up warning, documented
