@@ -252,6 +252,10 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("SELECT secret FROM /var/lib/x")
 
 
+async def _async_boom(*args: Any, **kwargs: Any) -> Any:
+    _boom()
+
+
 def test_500_never_leaks(
     lenient: TestClient,
     services: Services,
@@ -260,6 +264,7 @@ def test_500_never_leaks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(services.store, "get", _boom)
+    monkeypatch.setattr(services.store, "get_async", _async_boom)  # reads on the event loop
     with caplog.at_level(logging.ERROR):
         response = lenient.get("/api/v2/recordings/rec-1", headers=ALICE)
     assert_gws_error(response, 500, 4, settings.data_dir)

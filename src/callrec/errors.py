@@ -40,6 +40,10 @@ class InternalError(GWSError):
     status_code, http_status, default_message = 4, 500, "Internal error"
 
 
+class DatabaseUnavailable(InternalError):
+    default_message = "Database unavailable"
+
+
 class StorageUnavailable(InternalError):
     """The media storage failed (502) or did not answer in time (504)."""
 

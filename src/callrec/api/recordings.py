@@ -6,7 +6,6 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from callrec.api import search as searching
@@ -43,9 +42,9 @@ async def load(services: Services, ccid: str, recording_id: str) -> Document:
     if not is_safe_name(recording_id):  # no such id can exist; never send it to a database
         raise NotFound("Recording not found")
     store, region = services.store, services.settings.region
-    doc = store.peek(ccid, recording_id, region)  # cheaper than a worker thread's hop
+    doc = store.peek(ccid, recording_id, region)  # remembered, or a local read
     if doc is UNKNOWN:
-        doc = await run_in_threadpool(store.get, ccid, recording_id, region)
+        doc = await store.get_async(ccid, recording_id, region)
     if doc is None:
         raise NotFound("Recording not found")
     return doc

@@ -75,6 +75,12 @@ class RecordingStore(Protocol):
         """``get``, on the event loop: UNKNOWN when the answer would mean waiting (then call
         ``get`` off the loop)."""
 
+    async def get_async(
+        self, ccid: str, recording_id: str, region: str | None = None
+    ) -> Document | None:
+        """``get``, awaited on the event loop when ``peek`` gave UNKNOWN (PostgreSQL: on a
+        connection of the loop's own, see ``pgloop``)."""
+
     def search(
         self,
         ccid: str,

@@ -23,7 +23,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -76,6 +76,20 @@ class Remembered:
             row: T = rows[key]
             return row
         row = load()
+        if self.listening and len(rows) < MOST_ROWS:
+            rows[key] = row
+        elif rows is self._rows:
+            self._rows = {}
+        return row
+
+    async def aread(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        """``read`` for the event loop: the row loaded by awaiting ``load()``."""
+        self._start()
+        rows = self._rows
+        if self.listening and key in rows:
+            row: T = rows[key]
+            return row
+        row = await load()
         if self.listening and len(rows) < MOST_ROWS:
             rows[key] = row
         elif rows is self._rows:

@@ -26,11 +26,12 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from callrec.errors import GWSError, InternalError
+from callrec.errors import DatabaseUnavailable, GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_columns
 from callrec.store.names import plan_names, signature
+from callrec.store.pgloop import LoopReads
 from callrec.store.pgremember import Remembered, notify
 from callrec.store.pgsearch import (
     NO_STATS,
@@ -206,10 +207,6 @@ def _quiet(logger_name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-class DatabaseUnavailable(InternalError):
-    default_message = "Database unavailable"
-
-
 def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
     """Bring the schema up to ``target``; safe when several processes start at once."""
     with conn.transaction():
@@ -346,6 +343,7 @@ class PostgresStore:
             ) from None
         self._name_stats: tuple[float, NameStats] | None = None
         self._remembered = Remembered(url, max(2, int(timeout)))
+        self._loop_reads = LoopReads(url, timeout)
         try:
             with self._pool.connection() as conn:
                 self.schema_version = migrate(conn)
@@ -382,6 +380,18 @@ class PostgresStore:
                 ).fetchone()
 
         return _document(self._remembered.read(("r", ccid, recording_id), load), region)
+
+    async def get_async(
+        self, ccid: str, recording_id: str, region: str | None = None
+    ) -> Document | None:
+        row = await self._remembered.aread(
+            ("r", ccid, recording_id),
+            lambda: self._loop_reads.fetchone(
+                "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s",
+                (ccid, recording_id),
+            ),
+        )
+        return _document(row, region)
 
     def peek(
         self, ccid: str, recording_id: str, region: str | None = None
@@ -660,4 +670,5 @@ class PostgresStore:
 
     def close(self) -> None:
         self._remembered.close()
+        self._loop_reads.close()
         self._pool.close()

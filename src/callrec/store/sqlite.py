@@ -426,6 +426,11 @@ class SQLiteStore:
     def peek(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         return self.get(ccid, recording_id, region)  # a local read: never a wait
 
+    async def get_async(
+        self, ccid: str, recording_id: str, region: str | None = None
+    ) -> Document | None:
+        return self.get(ccid, recording_id, region)
+
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         row = self._point_read(
             "SELECT doc, region FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
