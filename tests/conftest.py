@@ -82,6 +82,15 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
+def pg_url(pg_server: Any) -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema, for tests of PostgreSQL alone."""
+    from pgserver import fresh_schema
+
+    with fresh_schema(pg_server) as url:
+        yield url
+
+
+@pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url)
 

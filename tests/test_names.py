@@ -63,14 +63,6 @@ def made_recordings() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def pg_url(pg_server: Any) -> Iterator[str]:
-    from pgserver import fresh_schema
-
-    with fresh_schema(pg_server) as url:
-        yield url
-
-
-@pytest.fixture
 def store(database_url: str) -> Iterator[RecordingStore]:
     opened = open_store(database_url)
     try:

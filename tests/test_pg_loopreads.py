@@ -21,14 +21,6 @@ CCID = "cc1"
 
 
 @pytest.fixture
-def pg_url(pg_server: Any) -> Iterator[str]:
-    from pgserver import fresh_schema
-
-    with fresh_schema(pg_server) as url:
-        yield url
-
-
-@pytest.fixture
 def store(pg_url: str) -> Iterator[RecordingStore]:
     opened = open_store(pg_url)
     try:

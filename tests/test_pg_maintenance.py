@@ -11,24 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import psycopg
-import pytest
 
 from callrec.store import open_store
 from conftest import local_recording
 
 TIMEOUT = 0.5  # the store's query timeout, seconds
-
-
-@pytest.fixture
-def pg_url(pg_server: Any) -> Iterator[str]:
-    from pgserver import fresh_schema
-
-    with fresh_schema(pg_server) as url:
-        yield url
 
 
 def test_statistics_outlast_the_query_timeout(pg_url: str) -> None:

@@ -23,14 +23,6 @@ CCID = "cc1"
 
 
 @pytest.fixture
-def pg_url(pg_server: Any) -> Iterator[str]:
-    from pgserver import fresh_schema
-
-    with fresh_schema(pg_server) as url:
-        yield url
-
-
-@pytest.fixture
 def two(pg_url: str) -> Iterator[tuple[RecordingStore, RecordingStore]]:
     first, second = open_store(pg_url), open_store(pg_url)
     try:

@@ -70,31 +70,32 @@ class Remembered:
 
     def read(self, key: Hashable, load: Callable[[], T]) -> T:
         """The row for ``key``: remembered, or loaded (blocking) and remembered."""
-        self._start()
-        rows = self._rows  # this generation: a change while loading discards it whole
-        if self.listening and key in rows:
-            row: T = rows[key]
-            return row
-        row = load()
-        if self.listening and len(rows) < MOST_ROWS:
-            rows[key] = row
-        elif rows is self._rows:
-            self._rows = {}
-        return row
+        rows, row = self._lookup(key)
+        if row is UNKNOWN:
+            row = load()
+            self._keep(rows, key, row)
+        return row  # type: ignore[no-any-return]
 
     async def aread(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         """``read`` for the event loop: the row loaded by awaiting ``load()``."""
+        rows, row = self._lookup(key)
+        if row is UNKNOWN:
+            row = await load()
+            self._keep(rows, key, row)
+        return row  # type: ignore[no-any-return]
+
+    def _lookup(self, key: Hashable) -> tuple[dict[Hashable, Any], Any]:
+        """This generation's rows (a change while loading discards them whole) and the row
+        remembered for ``key``, or UNKNOWN."""
         self._start()
         rows = self._rows
-        if self.listening and key in rows:
-            row: T = rows[key]
-            return row
-        row = await load()
+        return rows, rows.get(key, UNKNOWN) if self.listening else UNKNOWN
+
+    def _keep(self, rows: dict[Hashable, Any], key: Hashable, row: Any) -> None:
         if self.listening and len(rows) < MOST_ROWS:
             rows[key] = row
         elif rows is self._rows:
             self._rows = {}
-        return row
 
     def forget(self) -> None:
         self._generation = next(self._forgettings)
