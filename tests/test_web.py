@@ -734,8 +734,12 @@ def test_unexpected_failures_render_a_page_without_details(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("SELECT secret FROM /var/lib/callrec")
 
+    async def broken_async(*args: Any, **kwargs: Any) -> Any:
+        broken()
+
     monkeypatch.setattr(services.store, "search", broken)
     monkeypatch.setattr(services.store, "get", broken)
+    monkeypatch.setattr(services.store, "get_async", broken_async)  # reads on the event loop
     for path in ("/?startTime=0", "/recordings/rec-1"):
         page = seeded.get(path, headers=HTML)
         assert page.status_code == 500
