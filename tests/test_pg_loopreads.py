@@ -98,3 +98,29 @@ def test_a_database_that_never_answers_is_unavailable_within_the_timeout() -> No
         reads.close()
     assert time.monotonic() - began < 5
     assert "secret" not in str(raised.value.body())
+
+
+def test_a_cancelled_read_leaves_the_connection_to_the_next(pg_url: str) -> None:
+    """A request cancelled mid-read (its task cancelled) must not fail the reads queued
+    behind it on the shared connection."""
+    reads = LoopReads(pg_url, timeout=5.0)
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        (before,) = await reads.fetchone("SELECT pg_backend_pid()", ())
+        slow = asyncio.create_task(reads.fetchone("SELECT pg_sleep(10)", ()))
+        queued = asyncio.create_task(reads.fetchone("SELECT pg_backend_pid()", ()))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        (after,) = await queued
+        return before, after, await reads.fetchone("SELECT 1", ())
+
+    try:
+        began = time.monotonic()
+        before, after, one = asyncio.run(scenario())
+    finally:
+        reads.close()
+    assert before == after  # the same connection served the queued read
+    assert one == (1,)
+    assert time.monotonic() - began < 5  # the server-side query was cancelled, not awaited

@@ -41,11 +41,11 @@ class LoopReads:
                 cursor = await conn.execute(query, params)
                 return await cursor.fetchone()
         except (psycopg.OperationalError, TimeoutError) as error:
+            # Broken, or silent for the whole timeout: the next read connects anew. (A read
+            # cancelled otherwise is psycopg's to clean up: it cancels the query server-side
+            # and keeps the connection, which other reads may be waiting for.)
             self._drop()
             raise DatabaseUnavailable() from error
-        except asyncio.CancelledError:
-            self._drop()  # a read cut short leaves the connection in no known state
-            raise
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()
