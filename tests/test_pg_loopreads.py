@@ -55,10 +55,14 @@ def test_each_event_loop_gets_a_connection_of_its_own(pg_url: str) -> None:
         # the first loop's connection was closed, not left open (pytest turns a leaked
         # connection's warning into an error)
         assert first != again
-        setting = asyncio.run(reads.fetchone("SHOW statement_timeout", ()))
-        assert setting == ("5s",)
     finally:
         reads.close()
+
+
+def test_the_loop_connection_has_the_pool_session_settings(store: RecordingStore) -> None:
+    reads: LoopReads = store._loop_reads  # type: ignore[attr-defined]
+    setting = asyncio.run(reads.fetchone("SHOW statement_timeout", ()))
+    assert setting == ("5s",)
 
 
 def test_a_dropped_connection_fails_one_read_then_reconnects(pg_url: str) -> None:

@@ -8,13 +8,15 @@ read there; the loop serves other requests while the database answers.
 
 The connection belongs to one event loop. Used from another (tests start several), it is
 dropped and a new one made for that loop. Reads share the one connection in turn, so only
-point reads by key use it: each is answered in well under a millisecond, and
-``statement_timeout`` and a timeout on the whole read bound the rest.
+point reads by key use it: each is answered in well under a millisecond, and the store's
+``statement_timeout`` (the pool's session settings, run on each new connection) and a
+timeout on the whole read bound the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -25,9 +27,10 @@ from callrec.errors import DatabaseUnavailable
 class LoopReads:
     """One connection to ``url`` for single-row reads on the event loop using it."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, session: Sequence[str] = ()) -> None:
         self._url = url
         self._timeout = timeout
+        self._session = session  # statements each new connection runs first
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting = asyncio.Lock()
@@ -58,10 +61,9 @@ class LoopReads:
                 self._conn = conn = await psycopg.AsyncConnection.connect(
                     self._url, autocommit=True, connect_timeout=max(2, int(self._timeout))
                 )
-                # As the pool's connections are set up (the URL's own options stay); a
-                # failure here drops the connection as a failed read does.
-                await conn.execute(f"SET statement_timeout = {max(1, int(self._timeout * 1000))}")
-                await conn.execute("SET jit = off")
+                # A failure here drops the connection as a failed read does.
+                for statement in self._session:
+                    await conn.execute(statement)
         return conn
 
     def _drop(self) -> None:

@@ -287,6 +287,9 @@ def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
+_RECORDING = "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s"
+
+
 def _document(row: tuple[str, str | None] | None, region: str | None) -> Document | None:
     if row is None or (region is not None and row[1] != region):
         return None
@@ -305,17 +308,21 @@ def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
 class PostgresStore:
     """``RecordingStore`` over PostgreSQL."""
 
-    # A point read is a network round trip that can stall with the database: never on
-    # the event loop, unless it is remembered (``pgremember``).
+    # A point read is a network round trip that can stall with the database: it never
+    # blocks the event loop. It is remembered (``pgremember``), made in a worker thread, or
+    # awaited on the event loop's own connection under a timeout (``pgloop``).
 
     def __init__(self, url: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
-        statement_ms = max(1, int(timeout * 1000))
-
-        def configure(conn: psycopg.Connection[Any]) -> None:
-            conn.execute(f"SET statement_timeout = {statement_ms}")
+        session = (  # every connection's settings: the pool's and the event loop's
+            f"SET statement_timeout = {max(1, int(timeout * 1000))}",
             # Compiling a query costs milliseconds, more than any of ours runs; plans whose
             # estimate is high but that stop early (a page of a common name) would pay it.
-            conn.execute("SET jit = off")
+            "SET jit = off",
+        )
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            for statement in session:
+                conn.execute(statement)
 
         self._pool = ConnectionPool(
             url,
@@ -343,7 +350,7 @@ class PostgresStore:
             ) from None
         self._name_stats: tuple[float, NameStats] | None = None
         self._remembered = Remembered(url, max(2, int(timeout)))
-        self._loop_reads = LoopReads(url, timeout)
+        self._loop_reads = LoopReads(url, timeout, session)
         try:
             with self._pool.connection() as conn:
                 self.schema_version = migrate(conn)
@@ -374,10 +381,7 @@ class PostgresStore:
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         def load() -> tuple[str, str | None] | None:
             with self._conn() as conn:
-                return conn.execute(
-                    "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s",
-                    (ccid, recording_id),
-                ).fetchone()
+                return conn.execute(_RECORDING, (ccid, recording_id)).fetchone()
 
         return _document(self._remembered.read(("r", ccid, recording_id), load), region)
 
@@ -386,10 +390,7 @@ class PostgresStore:
     ) -> Document | None:
         row = await self._remembered.aread(
             ("r", ccid, recording_id),
-            lambda: self._loop_reads.fetchone(
-                "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s",
-                (ccid, recording_id),
-            ),
+            lambda: self._loop_reads.fetchone(_RECORDING, (ccid, recording_id)),
         )
         return _document(row, region)
 
