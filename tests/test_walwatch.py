@@ -56,6 +56,11 @@ def is_open(fd: int, path: str) -> bool:
         return False
 
 
+def shm_descriptors(path: str) -> int:
+    """How many of this process's descriptors are the ``-shm`` file of ``path``."""
+    return sum(is_open(int(fd), path) for fd in os.listdir("/proc/self/fd"))
+
+
 def in_another_process(path: str, *statements: str) -> None:
     code = (
         "import sqlite3, sys\n"
@@ -111,12 +116,12 @@ def test_stores_of_one_database_share_one_descriptor_closed_with_the_last(path: 
     assert first._commits is not None
     assert second._commits is not None
     entry = walwatch._open[first._commits._key]
-    fd = entry[0]
-    assert entry[1] == 2
+    fd = entry.fd
+    assert entry.stores == 2
     assert second._commits._key == first._commits._key
     first.close()
     first.close()  # twice: still one release
-    assert entry[1] == 1
+    assert entry.stores == 1
     assert is_open(fd, path)  # still open for the other store
     second.put_user(ALICE)
     assert second.peek_user("alice") == ALICE
@@ -125,6 +130,8 @@ def test_stores_of_one_database_share_one_descriptor_closed_with_the_last(path: 
     second.close()
     assert first._commits._key not in walwatch._open
     assert not is_open(fd, path)
+    # The memory map's own descriptor went with it: nothing of the file is left open.
+    assert shm_descriptors(path) == 0
 
 
 def test_no_watch_without_a_wal_index(tmp_path: Path) -> None:

@@ -403,7 +403,7 @@ class SQLiteStore:
         """One row by key, remembered until anything is committed to the database.
 
         The wal-index header (``walwatch``) changes with every commit, by any connection of
-        any process: one ``pread`` instead of a lookup, for the reads every request makes
+        any process: a look at memory instead of a lookup, for the reads every request makes
         (its user, the recording it plays, each seek again). Without one, ``PRAGMA
         data_version`` tells the same (other connections' commits, this store's writer's
         included) at the cost of a statement.

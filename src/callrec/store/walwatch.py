@@ -4,32 +4,53 @@
 locking system calls of one, and in a serving process it cost about as much as the lookup
 it saves. Every commit rewrites the wal-index header, the first 48 bytes of the database's
 ``-shm`` file (https://www.sqlite.org/walformat.html: its ``iChange`` counter, the last valid
-frame, checksums and salts), so one ``pread`` of those bytes tells the same thing: if they are
-the bytes seen before a read, nothing was committed since. A header caught half rewritten
-differs from both the old and the new one, so it only makes the caller read again.
+frame, checksums and salts), so a look at those bytes tells the same thing: if they are the
+bytes seen before a read, nothing was committed since. A header caught half rewritten differs
+from both the old and the new one, so it only makes the caller read again.
+
+The bytes are read through a shared memory map of the file's first page, as SQLite itself
+reads them: no system call. A ``pread`` cost a system call and, worse, released the GIL: in a
+serving process a server thread waiting for the GIL took it then, and the event loop waited
+to get it back, a switch of threads on every read (measured in ``docs/performance.md``).
 
 The ``-shm`` file carries SQLite's locks, and POSIX record locks belong to the process, not
 to a descriptor: closing *any* descriptor of the file drops every lock the process holds on
 it. So each process opens the file once, whatever the number of stores on it, and closes it
-only when the last of them has closed its connections.
+only when the last of them has closed its connections. (The memory map holds a descriptor of
+its own, a duplicate that Python's ``mmap`` closes with the map: so the map too lives as long
+as the file's entry.)
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 
 _HEADER = 48  # one copy of the wal-index header
 _lock = threading.Lock()
-_open: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [descriptor, stores]
+_open: dict[tuple[int, int], _Header] = {}  # (device, inode) -> the open file
+
+
+class _Header:
+    """The ``-shm`` file open once in this process: its descriptor and a map of its header."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.map = mmap.mmap(fd, _HEADER, prot=mmap.PROT_READ)
+        self.stores = 0
+
+    def close(self) -> None:
+        self.map.close()
+        os.close(self.fd)
 
 
 class WalWatch:
     """The wal-index header of one database; ``None`` from ``open`` when it has none."""
 
-    def __init__(self, key: tuple[int, int], fd: int) -> None:
+    def __init__(self, key: tuple[int, int], header: _Header) -> None:
         self._key = key
-        self._fd = fd
+        self._map = header.map
         self._closed = False
 
     @classmethod
@@ -51,13 +72,18 @@ class WalWatch:
                 except OSError:
                     return None
                 # Never closed unless it is the one registered: see the module's docstring.
-                entry = _open[key] = [fd, 0]
-            entry[1] += 1
-        return cls(key, entry[0])
+                try:
+                    entry = _Header(fd)
+                except (OSError, ValueError):  # cannot be mapped: watch nothing
+                    os.close(fd)
+                    return None
+                _open[key] = entry
+            entry.stores += 1
+        return cls(key, entry)
 
     def token(self) -> bytes:
         """Bytes that change with every commit; read them *before* the reads they vouch for."""
-        return os.pread(self._fd, _HEADER, 0)
+        return self._map[:_HEADER]
 
     def close(self) -> None:
         """Release the file; call after the store's own connections are closed."""
@@ -66,7 +92,7 @@ class WalWatch:
                 return
             self._closed = True
             entry = _open[self._key]
-            entry[1] -= 1
-            if entry[1] == 0:
+            entry.stores -= 1
+            if entry.stores == 0:
                 del _open[self._key]
-                os.close(entry[0])
+                entry.close()
