@@ -20,7 +20,7 @@ from callrec.importer import import_file, read_batches
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import Document, search_key
+from callrec.store import Document, RecordingStore, search_key
 from callrec.store.sqlite import DERIVED, SQLiteStore
 from conftest import local_recording
 
@@ -169,7 +169,7 @@ def assert_trigrams_indexed(path: Path) -> None:
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
 
 
-def assert_searches_match_reference(store: SQLiteStore, docs: list[dict[str, Any]]) -> None:
+def assert_searches_match_reference(store: RecordingStore, docs: list[dict[str, Any]]) -> None:
     stored = {d["id"]: d for d in docs}
     for params in QUERIES:
         query = parse_query(params)

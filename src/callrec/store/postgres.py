@@ -185,13 +185,33 @@ MIGRATIONS.append(
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable.
-TRIGRAM_INDEXES = [
-    f"CREATE INDEX IF NOT EXISTS {table}_{column}_trgm ON {table} USING gin ({column} gin_trgm_ops)"
-    for table, column in (
-        ("recordings", "caller"),
-        ("recordings", "dialed"),
-    )
-]
+TRIGRAM_INDEXES = {
+    f"recordings_{column}_trgm": f"CREATE INDEX IF NOT EXISTS recordings_{column}_trgm"
+    f" ON recordings USING gin ({column} gin_trgm_ops)"
+    for column in ("caller", "dialed")
+}
+# Kept up to date by every write, except in a load into an empty database, which builds them
+# once at the end (``bulk_load``): the indexes the migrations create, but for the two that
+# writes themselves use (recordings by id: each batch looks its ids up; names by recording: a
+# recording posted again replaces its names through it). name -> DDL.
+KEPT = {"recording_names_by_recording"}
+
+
+def _deferred_structures() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for _, _, statements in MIGRATIONS:
+        for statement in statements:
+            words = statement.split()
+            if words[:2] == ["CREATE", "INDEX"]:
+                found[words[2]] = statement
+            elif words[:2] == ["DROP", "INDEX"]:
+                found.pop(words[-1], None)
+            elif words[:2] == ["ALTER", "TABLE"] and words[3:5] == ["ADD", "CONSTRAINT"]:
+                found[words[5]] = statement
+    return {name: ddl for name, ddl in found.items() if name not in KEPT}
+
+
+DEFERRED = _deferred_structures()
 STATS_SECONDS = 300.0  # how long the names' statistics are used before they are read again
 _MIGRATION_LOCK = 0x63616C6C726563  # any constant shared by every callrec process
 
@@ -235,12 +255,32 @@ def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
                     (number, description),
                 )
                 version = number
-        if version >= 2 and _trigrams_available(conn):
-            for statement in TRIGRAM_INDEXES:
-                conn.execute(statement.encode())
+        if version == SCHEMA_VERSION:
+            _build_missing(conn)
     if rebuilt and conn.autocommit:
         _vacuum(conn, "recording_names")
     return version
+
+
+def _build_missing(conn: psycopg.Connection[Any]) -> list[str]:
+    """Build the indexes a load into an empty database dropped (``bulk_load``), or that a
+    killed load never built again, and the trigram indexes where pg_trgm is at hand; in the
+    caller's transaction. Returns the names of those it built."""
+    present = {
+        name
+        for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+        )
+    }
+    missing = [name for name in DEFERRED if name not in present]
+    if _trigrams_available(conn):
+        missing += [name for name in TRIGRAM_INDEXES if name not in present]
+    if missing:
+        conn.execute("SET LOCAL statement_timeout = 0")  # millions of rows: minutes
+        conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # sorting for the builds
+        for name in missing:
+            conn.execute({**DEFERRED, **TRIGRAM_INDEXES}[name].encode())
+    return missing
 
 
 def _vacuum(conn: psycopg.Connection[Any], table: str, *, analyze: bool = False) -> None:
@@ -558,8 +598,28 @@ class PostgresStore:
 
     @contextmanager
     def bulk_load(self) -> Iterator[bool]:
-        # Indexes stay in place: other processes may be serving from this database.
-        yield False
+        """Into an empty database the secondary indexes (``DEFERRED``, the trigram indexes)
+        are dropped and built once at the end: cheaper than keeping them up to date row by
+        row, and the indexes come out packed instead of split half-full. Searches from other
+        processes meanwhile scan the table. A database with recordings keeps its indexes."""
+        with self._writing() as conn:
+            conn.execute("SET LOCAL statement_timeout = 0")  # waits for running searches
+            deferred = conn.execute("SELECT NOT EXISTS (SELECT FROM recordings)").fetchone()
+            if deferred and deferred[0]:
+                conn.execute(
+                    "ALTER TABLE recording_names DROP CONSTRAINT IF EXISTS recording_names_pkey"
+                )
+                names = [n for n in (*DEFERRED, *TRIGRAM_INDEXES) if n != "recording_names_pkey"]
+                conn.execute(
+                    sql.SQL("DROP INDEX IF EXISTS {}").format(
+                        sql.SQL(", ").join(sql.Identifier(n) for n in names)
+                    )
+                )
+        try:
+            yield bool(deferred and deferred[0])
+        finally:
+            with self._writing() as conn:
+                _build_missing(conn)
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
         with self._writing() as conn:

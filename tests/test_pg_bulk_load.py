@@ -1,0 +1,109 @@
+"""PostgreSQL's bulk load: into an empty database the secondary indexes are dropped and built
+once at the end (and built again by the next start after a load that was killed); a database
+with recordings keeps them."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from callrec.query import RecordingQuery
+from callrec.store import open_store
+from callrec.store.postgres import DEFERRED, KEPT, TRIGRAM_INDEXES, PostgresStore
+from test_importer import assert_searches_match_reference, sample
+
+SECONDARY = set(DEFERRED) | set(TRIGRAM_INDEXES)
+
+
+def structures(url: str) -> set[str]:
+    """The indexes of the test's schema."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'i'"
+            " AND relnamespace = current_schema()::regnamespace"
+        )
+        return {name for (name,) in rows}
+
+
+def names_key(url: str) -> list[Any]:
+    with psycopg.connect(url) as conn:
+        return [
+            row[0]
+            for row in conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conname = 'recording_names_pkey'"
+                " AND connamespace = current_schema()::regnamespace"
+            )
+        ]
+
+
+def test_the_deferred_structures_are_the_secondary_indexes() -> None:
+    assert set(DEFERRED) == {
+        "recordings_by_start",
+        "recordings_by_caller_start",
+        "recordings_by_dialed_start",
+        "recordings_by_caller_rev_start",
+        "recordings_by_dialed_rev_start",
+        "recording_names_pkey",
+    }
+    assert not KEPT & set(DEFERRED)
+
+
+def test_bulk_load_defers_indexes_on_an_empty_database_only(pg_url: str, tmp_path: Path) -> None:
+    store = open_store(pg_url)
+    assert isinstance(store, PostgresStore)
+    docs = sample(400, tmp_path)
+    try:
+        built = structures(pg_url)
+        assert SECONDARY | KEPT | {"recordings_pkey"} <= built
+        with store.bulk_load() as deferred:
+            assert deferred
+            assert not SECONDARY & structures(pg_url)
+            assert {"recordings_pkey", *KEPT} <= structures(pg_url)
+            store.upsert("cc1", docs)
+        assert structures(pg_url) == built
+        assert names_key(pg_url) == ["PRIMARY KEY (ccid, name, start_ms, id) INCLUDE (sig)"]
+        stored = store.search("cc1", RecordingQuery(), limit=1000)
+        assert len(stored) == 400
+        assert_searches_match_reference(store, stored)
+
+        with store.bulk_load() as deferred:  # not empty any more: nothing is dropped
+            assert not deferred
+            assert structures(pg_url) == built
+    finally:
+        store.close()
+
+
+KILLED_LOAD = """
+import json, os, signal, sys
+from callrec.store import open_store
+store = open_store(sys.argv[1])
+docs = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
+with store.bulk_load():
+    store.upsert("cc1", docs)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_bulk_load_gets_its_indexes_back(pg_url: str, tmp_path: Path) -> None:
+    sample(300, tmp_path)  # written to sample.jsonl
+    source = tmp_path / "sample.jsonl"
+    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, pg_url, str(source)])
+    assert done.returncode == -signal.SIGKILL
+    assert not SECONDARY & structures(pg_url)
+    assert names_key(pg_url) == []
+
+    reopened = open_store(pg_url)
+    try:
+        assert structures(pg_url) >= SECONDARY
+        assert names_key(pg_url) == ["PRIMARY KEY (ccid, name, start_ms, id) INCLUDE (sig)"]
+        stored = reopened.search("cc1", RecordingQuery(), limit=1000)
+        assert len(stored) == 300
+        assert_searches_match_reference(reopened, stored)
+    finally:
+        reopened.close()
