@@ -30,6 +30,7 @@ from callrec.errors import DatabaseUnavailable, GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_columns
+from callrec.store.doccodec import pack, unpack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
 from callrec.store.pgremember import Remembered, notify
@@ -183,6 +184,18 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        7,
+        "documents compressed (doccodec): bytes, no longer text",
+        [
+            "SET LOCAL maintenance_work_mem = '256MB'",
+            # Rewrites the table and its indexes; the documents already stored stay plain
+            # JSON (as bytes), which reads tell from compressed ones.
+            "ALTER TABLE recordings ALTER COLUMN doc TYPE bytea USING convert_to(doc, 'UTF8')",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable.
 TRIGRAM_INDEXES = {
@@ -330,10 +343,15 @@ def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
 _RECORDING = "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s"
 
 
-def _document(row: tuple[str, str | None] | None, region: str | None) -> Document | None:
+def _document(row: tuple[bytes, str | None] | None, region: str | None) -> Document | None:
     if row is None or (region is not None and row[1] != region):
         return None
-    doc: Document = orjson.loads(row[0])
+    return _decoded(row[0])
+
+
+def _decoded(stored: bytes) -> Document:
+    """A recording from its stored form (``doccodec``)."""
+    doc: Document = orjson.loads(unpack(stored))
     return doc
 
 
@@ -342,7 +360,7 @@ _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
 
 def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
     """A recording's row in ``recordings``, in the order of its columns."""
-    return (ccid, row.keys.id, *indexed_columns(row.keys), row.blob.decode())
+    return (ccid, row.keys.id, *indexed_columns(row.keys), pack(row.blob))
 
 
 class PostgresStore:
@@ -419,7 +437,7 @@ class PostgresStore:
     # Recordings
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
-        def load() -> tuple[str, str | None] | None:
+        def load() -> tuple[bytes, str | None] | None:
             with self._conn() as conn:
                 return conn.execute(_RECORDING, (ccid, recording_id)).fetchone()
 
@@ -455,7 +473,7 @@ class PostgresStore:
                 return []
             sql, params, prepare = statement
             rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=prepare).fetchall()
-        return [orjson.loads(row[0]) for row in rows]
+        return [_decoded(row[0]) for row in rows]
 
     def _search_statement(
         self,
@@ -533,7 +551,7 @@ class PostgresStore:
                 (ccid, ids),
             )
             current: dict[str, Document | Stored] = {
-                rec_id: orjson.loads(doc)
+                rec_id: _decoded(doc)
                 for rec_id, doc in conn.execute(
                     "SELECT id, doc FROM recordings WHERE ccid = %s AND id = ANY(%s)", (ccid, ids)
                 )
@@ -633,8 +651,7 @@ class PostgresStore:
             )
         if row is None:
             return None
-        doc: Document = orjson.loads(row[0])
-        return doc
+        return _decoded(row[0])
 
     def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
         last = ("", "")
@@ -649,7 +666,7 @@ class PostgresStore:
                 return
             for row_ccid, rec_id, doc in rows:
                 last = (row_ccid, rec_id)
-                yield row_ccid, orjson.loads(doc)
+                yield row_ccid, _decoded(doc)
 
     # Users and keys
 

@@ -1,0 +1,99 @@
+"""Recordings' JSON compressed for PostgreSQL (``store/doccodec``), and the schema 7 upgrade
+that turned the text column into bytes with the documents already stored left readable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from callrec.demo import demo_jsonl
+from callrec.model import to_store
+from callrec.query import parse_query
+from callrec.store import open_store
+from callrec.store import postgres as pg_schema
+from callrec.store.doccodec import VOCABULARY, pack, unpack
+from conftest import local_recording
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"
+
+
+def demo_blobs(tmp_path: Path, count: int = 200) -> list[bytes]:
+    source = tmp_path / "demo.jsonl"
+    demo_jsonl(source, count, seed=3, media=True)
+    return [to_store(None, orjson.loads(line)).blob for line in source.read_bytes().splitlines()]
+
+
+def test_documents_come_back_byte_for_byte(tmp_path: Path) -> None:
+    blobs = demo_blobs(tmp_path)
+    blobs += [orjson.dumps(json.loads(p.read_text())) for p in sorted(EXAMPLES.glob("*.json"))]
+    blobs += [b"{}", orjson.dumps({"id": "x", "note": "\u00e9\u4e2d\U0001f600" * 300})]
+    for blob in blobs:
+        stored = pack(blob)
+        assert stored[:1] == b"\x01"
+        assert unpack(stored) == blob
+
+
+def test_recordings_shrink_to_about_a_fifth(tmp_path: Path) -> None:
+    blobs = demo_blobs(tmp_path)
+    ratio = sum(len(pack(b)) for b in blobs) / sum(len(b) for b in blobs)
+    assert ratio < 0.3, ratio
+
+
+def test_plain_json_stored_before_compression_reads_as_it_is() -> None:
+    blob = orjson.dumps(local_recording("old-1"))
+    assert unpack(blob) == blob
+
+
+def test_the_vocabulary_never_changes() -> None:
+    """Documents compressed against it cannot be read without it: a better vocabulary needs a
+    tag of its own, and this one stays for reading."""
+    digest = hashlib.sha256(VOCABULARY).hexdigest()
+    assert digest == "6d04417465f177193fe11bae38a0c5d44c5b8aff96e9e3ce4b79418a48b681f9"
+
+
+def stored_docs(url: str) -> dict[str, bytes]:
+    with psycopg.connect(url) as conn:
+        return {i: bytes(d) for i, d in conn.execute("SELECT id, doc FROM recordings")}
+
+
+def test_postgres_stores_documents_compressed(pg_url: str) -> None:
+    store = open_store(pg_url)
+    try:
+        doc = local_recording("r1", callerPhoneNumber="+16504668888")
+        [saved] = store.upsert("cc1", [doc])
+        raw = stored_docs(pg_url)["r1"]
+        assert raw[:1] == b"\x01"
+        assert len(raw) < len(orjson.dumps(saved)) / 2
+        assert store.get("cc1", "r1") == saved
+    finally:
+        store.close()
+
+
+def test_text_documents_of_schema_6_are_read_after_the_upgrade(pg_url: str) -> None:
+    old = to_store(None, local_recording("old-1", callerPhoneNumber="+16504668888"))
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert pg_schema.migrate(conn, target=6) == 6
+        conn.execute(
+            "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
+            " caller_rev, dialed_rev, doc) VALUES ('cc1', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (*pg_schema._columns("cc1", old)[1:-1], old.blob.decode()),
+        )
+    store = open_store(pg_url)
+    try:
+        assert store.schema_version == pg_schema.SCHEMA_VERSION == 7
+        assert stored_docs(pg_url)["old-1"] == old.blob  # left as it was, now as bytes
+        store.upsert("cc1", [local_recording("new-1", callerPhoneNumber="+16504668889")])
+        assert stored_docs(pg_url)["new-1"][:1] == b"\x01"
+        found = store.search("cc1", parse_query({"callerPhoneNumber": "*66*"}), limit=10)
+        assert [d["id"] for d in found] == ["new-1", "old-1"]  # same start: by id
+        assert store.get("cc1", "old-1") == old.doc
+        # A merge into the old recording writes it back compressed.
+        store.upsert("cc1", [{"id": "old-1", "region": "usw1", "callType": "Inbound"}])
+        assert stored_docs(pg_url)["old-1"][:1] == b"\x01"
+        assert store.get("cc1", "old-1") == {**old.doc, "callType": "Inbound"}
+    finally:
+        store.close()
