@@ -203,10 +203,10 @@ TRIGRAM_INDEXES = {
     f" ON recordings USING gin ({column} gin_trgm_ops)"
     for column in ("caller", "dialed")
 }
-# Kept up to date by every write, except in a load into an empty database, which builds them
-# once at the end (``bulk_load``): the indexes the migrations create, but for the two that
-# writes themselves use (recordings by id: each batch looks its ids up; names by recording: a
-# recording posted again replaces its names through it). name -> DDL.
+# What a load into an empty database builds once at the end instead of keeping it up to date
+# (``bulk_load``): the indexes and keys the migrations create, but for the two that writes use
+# themselves (recordings by id, inline in the table's definition: each batch looks its ids
+# up; names by recording: a recording posted again replaces its names through it).
 KEPT = {"recording_names_by_recording"}
 
 
@@ -224,7 +224,17 @@ def _deferred_structures() -> dict[str, str]:
     return {name: ddl for name, ddl in found.items() if name not in KEPT}
 
 
-DEFERRED = _deferred_structures()
+DEFERRED = _deferred_structures()  # name -> the DDL that builds it
+
+
+def _drop(name: str) -> str:
+    """The statement that drops ``DEFERRED[name]`` or ``TRIGRAM_INDEXES[name]``, if present."""
+    words = DEFERRED.get(name, "").split()
+    if words[:2] == ["ALTER", "TABLE"]:
+        return f"ALTER TABLE {words[2]} DROP CONSTRAINT IF EXISTS {name}"
+    return f"DROP INDEX IF EXISTS {name}"
+
+
 STATS_SECONDS = 300.0  # how long the names' statistics are used before they are read again
 _MIGRATION_LOCK = 0x63616C6C726563  # any constant shared by every callrec process
 
@@ -275,10 +285,10 @@ def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
     return version
 
 
-def _build_missing(conn: psycopg.Connection[Any]) -> list[str]:
-    """Build the indexes a load into an empty database dropped (``bulk_load``), or that a
-    killed load never built again, and the trigram indexes where pg_trgm is at hand; in the
-    caller's transaction. Returns the names of those it built."""
+def _build_missing(conn: psycopg.Connection[Any]) -> None:
+    """Build what a load into an empty database dropped (``bulk_load``), or a killed load
+    never built again, and the trigram indexes where pg_trgm is at hand; in the caller's
+    transaction."""
     present = {
         name
         for (name,) in conn.execute(
@@ -293,7 +303,6 @@ def _build_missing(conn: psycopg.Connection[Any]) -> list[str]:
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # sorting for the builds
         for name in missing:
             conn.execute({**DEFERRED, **TRIGRAM_INDEXES}[name].encode())
-    return missing
 
 
 def _vacuum(conn: psycopg.Connection[Any], table: str, *, analyze: bool = False) -> None:
@@ -622,19 +631,13 @@ class PostgresStore:
         processes meanwhile scan the table. A database with recordings keeps its indexes."""
         with self._writing() as conn:
             conn.execute("SET LOCAL statement_timeout = 0")  # waits for running searches
-            deferred = conn.execute("SELECT NOT EXISTS (SELECT FROM recordings)").fetchone()
-            if deferred and deferred[0]:
-                conn.execute(
-                    "ALTER TABLE recording_names DROP CONSTRAINT IF EXISTS recording_names_pkey"
-                )
-                names = [n for n in (*DEFERRED, *TRIGRAM_INDEXES) if n != "recording_names_pkey"]
-                conn.execute(
-                    sql.SQL("DROP INDEX IF EXISTS {}").format(
-                        sql.SQL(", ").join(sql.Identifier(n) for n in names)
-                    )
-                )
+            row = conn.execute("SELECT NOT EXISTS (SELECT FROM recordings)").fetchone()
+            empty = bool(row and row[0])
+            if empty:
+                for name in (*DEFERRED, *TRIGRAM_INDEXES):
+                    conn.execute(_drop(name).encode())
         try:
-            yield bool(deferred and deferred[0])
+            yield empty
         finally:
             with self._writing() as conn:
                 _build_missing(conn)
