@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -76,25 +77,38 @@ def parse_limit(value: str | None, default: int, maximum: int) -> int:
     return int(value)
 
 
-async def search(
-    request: Request, services: Services, ccid: str, view: View, base_url: str
-) -> GWSResponse:
-    params = request.query_params
+@dataclass
+class Page:
+    docs: list[Document]
+    first: str  # the query string of the first page (the request's, without its cursor)
+    next: str | None  # the query string of the next page, when there is one
+
+
+async def find_page(request: Request, services: Services, ccid: str) -> Page:
+    """The page of ``ccid``'s recordings the request's query string asks for (API, console)."""
+    params, settings = request.query_params, services.settings
     query = parse_query(params)
-    settings = services.settings
     limit = parse_limit(params.get("limit"), settings.page_size, settings.max_page_size)
     cursor = params.get("cursor")
     after = decode_cursor(cursor) if cursor else None
     docs = await run_in_threadpool(
         services.store.search, ccid, query, limit=limit + 1, after=after, region=settings.region
     )
-    headers = {}
+    rest = [(k, v) for k, v in params.multi_items() if k != "cursor"]
+    following = None
     if len(docs) > limit:
         docs = docs[:limit]
-        rest = [(k, v) for k, v in params.multi_items() if k != "cursor"]
-        rest.append(("cursor", encode_cursor(docs[-1])))
-        link = f"{base_url}{request.url.path}?{urlencode(rest)}"
-        headers["Link"] = f'<{link}>; rel="next"'
+        following = urlencode([*rest, ("cursor", encode_cursor(docs[-1]))])
+    return Page(docs, urlencode(rest), following)
+
+
+async def search(
+    request: Request, services: Services, ccid: str, view: View, base_url: str
+) -> GWSResponse:
+    page = await find_page(request, services, ccid)
+    headers = {}
+    if page.next is not None:
+        headers["Link"] = f'<{base_url}{request.url.path}?{page.next}>; rel="next"'
     return GWSResponse(
-        {"statusCode": 0, "recordings": [view(doc) for doc in docs]}, headers=headers
+        {"statusCode": 0, "recordings": [view(doc) for doc in page.docs]}, headers=headers
     )

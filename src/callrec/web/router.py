@@ -22,9 +22,9 @@ from starlette.responses import RedirectResponse, Response
 
 from callrec.api.recordings import load, play_base
 from callrec.api.render import external_view
-from callrec.api.search import decode_cursor, encode_cursor, parse_limit
+from callrec.api.search import find_page
 from callrec.errors import GWSError, InvalidParameter, NotAuthenticated, NotFound
-from callrec.query import QUERY_PARAMETERS, parse_query
+from callrec.query import QUERY_PARAMETERS
 from callrec.services import Services
 from callrec.settings import Settings
 from callrec.web.pages import (
@@ -175,31 +175,16 @@ async def search_page(request: Request, services: Services) -> Response:
 
 async def run_search(request: Request, services: Services, session: Session) -> dict[str, object]:
     """The results of the URL's query, exactly as ``GET /api/v2/recordings`` finds them."""
-    params, settings = request.query_params, services.settings
-    query = parse_query(params)
-    limit = parse_limit(params.get("limit"), settings.page_size, settings.max_page_size)
-    cursor = params.get("cursor")
-    after = decode_cursor(cursor) if cursor else None
     assert session.user.ccid is not None  # sessions are for contact-center users only
-    docs = await run_in_threadpool(
-        services.store.search,
-        session.user.ccid,
-        query,
-        limit=limit + 1,
-        after=after,
-        region=settings.region,
-    )
-    rest = [(k, v) for k, v in params.multi_items() if k != "cursor"]
+    page = await find_page(request, services, session.user.ccid)
+    path = request.url.path
     found: dict[str, object] = {}
-    if cursor:
-        found["first_url"] = f"{request.url.path}?{urlencode(rest)}"
-    if len(docs) > limit:
-        docs = docs[:limit]
-        found["next_url"] = (
-            f"{request.url.path}?{urlencode([*rest, ('cursor', encode_cursor(docs[-1]))])}"
-        )
+    if request.query_params.get("cursor"):
+        found["first_url"] = f"{path}?{page.first}"
+    if page.next is not None:
+        found["next_url"] = f"{path}?{page.next}"
     base = play_base(request, services)
-    found["rows"] = [recording_row(external_view(doc, base)) for doc in docs]
+    found["rows"] = [recording_row(external_view(doc, base)) for doc in page.docs]
     return found
 
 
