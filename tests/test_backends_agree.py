@@ -479,3 +479,48 @@ def test_the_random_queries_exercise_every_postgres_name_plan(
         "joined to recordings",
     }
     assert wanted <= set(seen), seen
+
+
+def exact_number_and_name_queries(data: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """An exact caller or dialed number with one of its recordings' names, in windows around
+    that recording: on PostgreSQL the number's range and the name's are merged."""
+    queries = []
+    for doc in data[::37]:
+        names = [
+            e["contact"][key]
+            for e in doc.get("eventHistory", [])
+            for key in ("userName", "firstName")
+            if e.get("contact", {}).get(key)
+        ]
+        if not names or not doc.get("stopTime"):
+            continue
+        start, stop = parse_instant(doc["startTime"], "s"), parse_instant(doc["stopTime"], "s")
+        for key in ("callerPhoneNumber", "dialedPhoneNumber"):
+            number = alnum(doc.get(key) or "")
+            if not number:
+                continue
+            queries.append({key: number, "userName": names[0]})
+            queries.append(
+                {
+                    key: number,
+                    "userName": names[-1],
+                    "startTime": format_instant(start - 86_400_000 * 30),
+                    "endTime": format_instant(stop),  # a call ending later is left out
+                }
+            )
+            queries.append({key: number, "userName": names[0], "endTime": str(stop - 1)})
+    return queries
+
+
+def test_exact_numbers_with_names_agree_with_the_reference(
+    data: list[dict[str, Any]], stores: tuple[RecordingStore, RecordingStore]
+) -> None:
+    queries = exact_number_and_name_queries(data)
+    assert len(queries) >= 20
+    hits = 0
+    for store in stores:
+        stored = data_docs(store)
+        for params in queries:
+            assert_name_query_answers(store, stored, params)
+            hits += bool(all_ids(store, params))
+    assert hits >= len(queries)  # most of them find something: the queries are not trivial
