@@ -201,10 +201,11 @@ def test_bulk_load_defers_indexes_on_an_empty_store_only(tmp_path: Path) -> None
         store.close()
 
 
+# A load killed halfway (argv: a database URL, a file of recordings).
 KILLED_LOAD = """
 import json, os, signal, sys
-from callrec.store.sqlite import SQLiteStore
-store = SQLiteStore(sys.argv[1])
+from callrec.store import open_store
+store = open_store(sys.argv[1])
 docs = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
 with store.bulk_load():
     store.upsert("cc1", docs)
@@ -216,7 +217,7 @@ def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
     path = tmp_path / "killed.db"
     source = tmp_path / "sample.jsonl"
     demo_jsonl(source, 300, seed=5)
-    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, str(path), str(source)])
+    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, f"sqlite:///{path}", str(source)])
     assert done.returncode == -signal.SIGKILL
     assert not set(DERIVED) & structures(path)
 

@@ -15,7 +15,7 @@ import psycopg
 from callrec.query import RecordingQuery
 from callrec.store import open_store
 from callrec.store.postgres import DEFERRED, KEPT, TRIGRAM_INDEXES, PostgresStore
-from test_importer import assert_searches_match_reference, sample
+from test_importer import KILLED_LOAD, assert_searches_match_reference, sample
 
 SECONDARY = set(DEFERRED) | set(TRIGRAM_INDEXES)
 
@@ -77,17 +77,6 @@ def test_bulk_load_defers_indexes_on_an_empty_database_only(pg_url: str, tmp_pat
             assert structures(pg_url) == built
     finally:
         store.close()
-
-
-KILLED_LOAD = """
-import json, os, signal, sys
-from callrec.store import open_store
-store = open_store(sys.argv[1])
-docs = [json.loads(line) for line in open(sys.argv[2], encoding="utf-8")]
-with store.bulk_load():
-    store.upsert("cc1", docs)
-    os.kill(os.getpid(), signal.SIGKILL)
-"""
 
 
 def test_a_killed_bulk_load_gets_its_indexes_back(pg_url: str, tmp_path: Path) -> None:
