@@ -65,7 +65,7 @@ def naive_sql(
             groups.append("(" + " AND ".join(terms) + ")")
         clauses.append("(" + " OR ".join(groups) + ")")
     sql = (
-        f"SELECT r.id, r.doc FROM recordings r{not_indexed} WHERE "
+        f"SELECT r.id, r.{'document' if postgres else 'doc'} FROM recordings r{not_indexed} WHERE "
         + " AND ".join(clauses)
         + " ORDER BY r.start_ms, r.id LIMIT ? OFFSET ?"
     )

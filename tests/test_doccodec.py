@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import psycopg
+import pytest
 
 from callrec.demo import demo_jsonl
 from callrec.model import to_store
@@ -57,7 +58,7 @@ def test_the_vocabulary_never_changes() -> None:
 
 def stored_docs(url: str) -> dict[str, bytes]:
     with psycopg.connect(url) as conn:
-        return {i: bytes(d) for i, d in conn.execute("SELECT id, doc FROM recordings")}
+        return {i: bytes(d) for i, d in conn.execute("SELECT id, document FROM recordings")}
 
 
 def test_postgres_stores_documents_compressed(pg_url: str) -> None:
@@ -91,6 +92,9 @@ def test_text_documents_of_schema_6_are_read_after_the_upgrade(pg_url: str) -> N
         found = store.search("cc1", parse_query({"callerPhoneNumber": "*66*"}), limit=10)
         assert [d["id"] for d in found] == ["new-1", "old-1"]  # same start: by id
         assert store.get("cc1", "old-1") == old.doc
+        # A node of schema 6 still running fails on documents rather than write text.
+        with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.UndefinedColumn):
+            conn.execute("COPY recordings (ccid, id, doc) FROM STDIN")
         # A merge into the old recording writes it back compressed.
         store.upsert("cc1", [{"id": "old-1", "region": "usw1", "callType": "Inbound"}])
         assert stored_docs(pg_url)["old-1"][:1] == b"\x01"

@@ -141,7 +141,7 @@ def search_names_sql(
     if joined:
         union = " UNION ALL ".join(f"({part})" for part in parts)
         sql = (
-            f"SELECT DISTINCT ON (k.start_ms, k.id) k.doc FROM ({union}) AS k"
+            f"SELECT DISTINCT ON (k.start_ms, k.id) k.document FROM ({union}) AS k"
             " ORDER BY k.start_ms, k.id LIMIT ?"
         )
         return sql, [*params, limit], False
@@ -155,7 +155,7 @@ def search_names_sql(
         )
         params.append(limit)
     sql = (
-        f"SELECT r.doc FROM ({keys}) AS k JOIN recordings r ON r.ccid = ? AND r.id = k.id"
+        f"SELECT r.document FROM ({keys}) AS k JOIN recordings r ON r.ccid = ? AND r.id = k.id"
         " ORDER BY k.start_ms, k.id"
     )
     return sql, [*params, ccid], True
@@ -240,7 +240,7 @@ def _branch_sql(
             )
             params.append(to_like(term.pattern))
     head = (
-        f"SELECT r.doc, n.start_ms, n.id FROM recording_names n{joins}"
+        f"SELECT r.document, n.start_ms, n.id FROM recording_names n{joins}"
         " JOIN recordings r ON r.ccid = n.ccid AND r.id = n.id"
         if joined
         else "SELECT n.start_ms, n.id FROM recording_names n"

@@ -187,12 +187,16 @@ MIGRATIONS.append(
 MIGRATIONS.append(
     (
         7,
-        "documents compressed (doccodec): bytes, no longer text",
+        "documents compressed (doccodec): bytes in a column of a new name",
         [
             "SET LOCAL maintenance_work_mem = '256MB'",
             # Rewrites the table and its indexes; the documents already stored stay plain
             # JSON (as bytes), which reads tell from compressed ones.
             "ALTER TABLE recordings ALTER COLUMN doc TYPE bytea USING convert_to(doc, 'UTF8')",
+            # Nodes of the previous version still running fail on every statement about
+            # documents, rather than write text where bytes are read (COPY would take the
+            # JSON as bytea's escape syntax: "\\" would become one backslash).
+            "ALTER TABLE recordings RENAME COLUMN doc TO document",
         ],
     )
 )
@@ -349,7 +353,7 @@ def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
         ConnectionPool.check_connection(conn)
 
 
-_RECORDING = "SELECT doc, region FROM recordings WHERE ccid = %s AND id = %s"
+_RECORDING = "SELECT document, region FROM recordings WHERE ccid = %s AND id = %s"
 
 
 def _document(row: tuple[bytes, str | None] | None, region: str | None) -> Document | None:
@@ -562,7 +566,8 @@ class PostgresStore:
             current: dict[str, Document | Stored] = {
                 rec_id: _decoded(doc)
                 for rec_id, doc in conn.execute(
-                    "SELECT id, doc FROM recordings WHERE ccid = %s AND id = ANY(%s)", (ccid, ids)
+                    "SELECT id, document FROM recordings WHERE ccid = %s AND id = ANY(%s)",
+                    (ccid, ids),
                 )
             }
             stored_before = set(current)
@@ -595,14 +600,14 @@ class PostgresStore:
             if fresh:
                 with cur.copy(
                     "COPY recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
-                    " caller_rev, dialed_rev, doc) FROM STDIN"
+                    " caller_rev, dialed_rev, document) FROM STDIN"
                 ) as copy:
                     for row in fresh:
                         copy.write_row(_columns(ccid, row))
             if replaced:
                 cur.executemany(
                     "UPDATE recordings SET region = %s, start_ms = %s, stop_ms = %s,"
-                    " caller = %s, dialed = %s, caller_rev = %s, dialed_rev = %s, doc = %s"
+                    " caller = %s, dialed = %s, caller_rev = %s, dialed_rev = %s, document = %s"
                     " WHERE ccid = %s AND id = %s",
                     [(*_columns(ccid, row)[2:], ccid, row.keys.id) for row in replaced],
                 )
@@ -646,7 +651,7 @@ class PostgresStore:
         with self._writing() as conn:
             notify(conn, "recordings")
             row = conn.execute(
-                "DELETE FROM recordings WHERE ccid = %s AND id = %s RETURNING doc",
+                "DELETE FROM recordings WHERE ccid = %s AND id = %s RETURNING document",
                 (ccid, recording_id),
             ).fetchone()
             conn.execute(
@@ -661,7 +666,7 @@ class PostgresStore:
         while True:
             with self._conn() as conn:
                 rows = conn.execute(
-                    "SELECT ccid, id, doc FROM recordings WHERE (ccid, id) > (%s, %s)"
+                    "SELECT ccid, id, document FROM recordings WHERE (ccid, id) > (%s, %s)"
                     " AND (%s::text IS NULL OR ccid = %s) ORDER BY ccid, id LIMIT 1000",
                     (*last, ccid, ccid),
                 ).fetchall()

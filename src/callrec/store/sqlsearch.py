@@ -39,6 +39,7 @@ class Dialect:
     trigrams: bool  # numbers have a trigram index (SQLite FTS5) to find infix candidates
     ordered_numbers: bool = False  # numbers are indexed with (start_ms, id) after them
     keys_first: bool = False  # a page's keys are found first, its documents read after
+    document: str = "doc"  # the column of the recording's JSON
 
 
 SQLITE = Dialect(
@@ -62,6 +63,7 @@ POSTGRES = Dialect(
     "n.ccid = r.ccid AND n.id = r.id",
     "",
     trigrams=False,  # pg_trgm GIN indexes serve LIKE '%...%' through PostgreSQL's own planner
+    document="document",  # compressed bytes (store/doccodec)
 )
 
 
@@ -265,10 +267,14 @@ def search_sql(
         # index's own (start_ms, id): only the page's rows are then read, documents and all.
         key = ", ".join(f"r.{column.strip()}" for column in dialect.names_key.split(","))
         sql = (
-            f"SELECT r.doc FROM recordings r WHERE {dialect.names_member} IN (SELECT {key}"
+            f"SELECT r.{dialect.document} FROM recordings r WHERE {dialect.names_member} IN"
+            f" (SELECT {key}"
             f" FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?)"
             " ORDER BY r.start_ms, r.id"
         )
     else:
-        sql = f"SELECT r.doc FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?"
+        sql = (
+            f"SELECT r.{dialect.document} FROM recordings r WHERE {where}"
+            " ORDER BY r.start_ms, r.id LIMIT ?"
+        )
     return sql, [*params, limit]
