@@ -144,3 +144,24 @@ def test_no_watch_on_a_file_too_short_to_be_a_wal_index(tmp_path: Path) -> None:
     assert walwatch.WalWatch.open(str(tmp_path / "short.db")) is None
     st = short.stat()
     assert (st.st_dev, st.st_ino) not in walwatch._open  # nothing opened, nothing to close
+
+
+def test_a_header_that_cannot_be_mapped_watches_nothing_and_keeps_the_locks(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The descriptor opened for it stays open: closing it would drop the process's locks."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(walwatch.mmap, "mmap", refuse)
+    store = SQLiteStore(path)
+    try:
+        assert store._commits is None  # PRAGMA data_version decides instead
+        assert shm_descriptors(path) == 2  # SQLite's own, and the one opened and kept
+        store.put_user(ALICE)
+        assert store.peek_user("alice") == ALICE
+        in_another_process(path, "DELETE FROM users")
+        assert store.peek_user("alice") is None
+    finally:
+        store.close()

@@ -74,8 +74,9 @@ class WalWatch:
                 # Never closed unless it is the one registered: see the module's docstring.
                 try:
                     entry = _Header(fd)
-                except (OSError, ValueError):  # cannot be mapped: watch nothing
-                    os.close(fd)
+                except (OSError, ValueError):
+                    # Cannot be mapped: watch nothing. The descriptor stays open, unused:
+                    # closing it would drop the process's SQLite locks on the file.
                     return None
                 _open[key] = entry
             entry.stores += 1
