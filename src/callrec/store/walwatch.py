@@ -76,7 +76,9 @@ class WalWatch:
                     entry = _Header(fd)
                 except (OSError, ValueError):
                     # Cannot be mapped: watch nothing. The descriptor stays open, unused:
-                    # closing it would drop the process's SQLite locks on the file.
+                    # closing it would drop the process's SQLite locks on the file. (When
+                    # mmap() itself fails, out of memory, Python has already closed the
+                    # duplicate it made: that one case it is not in our hands to avoid.)
                     return None
                 _open[key] = entry
             entry.stores += 1
