@@ -20,7 +20,7 @@ from typing import Any
 from reference import last_offset
 
 from callrec.query import RecordingQuery, parse_query, to_glob
-from callrec.store.sqlsearch import to_like
+from callrec.store.sqlsearch import POSTGRES, SQLITE, to_like
 
 Execute = Callable[[str, list[Any]], list[tuple[Any, ...]]]
 
@@ -65,7 +65,8 @@ def naive_sql(
             groups.append("(" + " AND ".join(terms) + ")")
         clauses.append("(" + " OR ".join(groups) + ")")
     sql = (
-        f"SELECT r.id, r.{'document' if postgres else 'doc'} FROM recordings r{not_indexed} WHERE "
+        f"SELECT r.id, r.{(POSTGRES if postgres else SQLITE).document}"
+        f" FROM recordings r{not_indexed} WHERE "
         + " AND ".join(clauses)
         + " ORDER BY r.start_ms, r.id LIMIT ? OFFSET ?"
     )

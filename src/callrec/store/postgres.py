@@ -305,8 +305,9 @@ def _build_missing(conn: psycopg.Connection[Any]) -> None:
     if missing:
         conn.execute("SET LOCAL statement_timeout = 0")  # millions of rows: minutes
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # sorting for the builds
+        ddl = {**DEFERRED, **TRIGRAM_INDEXES}
         for name in missing:
-            conn.execute({**DEFERRED, **TRIGRAM_INDEXES}[name].encode())
+            conn.execute(ddl[name].encode())
 
 
 def _vacuum(conn: psycopg.Connection[Any], table: str, *, analyze: bool = False) -> None:
