@@ -1,11 +1,13 @@
-"""Recordings' JSON compressed for PostgreSQL (``store/doccodec``), and the schema 7 upgrade
-that turned the text column into bytes with the documents already stored left readable."""
+"""Recordings' JSON compressed by both stores (``store/doccodec``), and the schema 7 upgrades
+that left the documents already stored readable (PostgreSQL's also turned text into bytes)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
+
+import sqlite3
 
 import orjson
 import psycopg
@@ -16,6 +18,7 @@ from callrec.model import to_store
 from callrec.query import parse_query
 from callrec.store import open_store
 from callrec.store import postgres as pg_schema
+from callrec.store import sqlite as sqlite_schema
 from callrec.store.doccodec import VOCABULARY, pack, unpack
 from conftest import local_recording
 
@@ -101,3 +104,51 @@ def test_text_documents_of_schema_6_are_read_after_the_upgrade(pg_url: str) -> N
         assert store.get("cc1", "old-1") == {**old.doc, "callType": "Inbound"}
     finally:
         store.close()
+
+
+def sqlite_docs(path: Path) -> dict[str, bytes]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT id, doc FROM recordings"))
+
+
+def test_sqlite_documents_of_schema_6_are_read_after_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "callrec.db"
+    old = to_store(None, local_recording("old-1", callerPhoneNumber="+16504668888"))
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert sqlite_schema.migrate(conn, target=6) == 6
+    conn.execute(
+        "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
+        " caller_rev, dialed_rev, doc) VALUES ('cc1', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (old.keys.id, *sqlite_schema._columns(old)[:-1], old.blob),
+    )
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.schema_version == sqlite_schema.SCHEMA_VERSION == 7
+        assert sqlite_docs(path)["old-1"] == old.blob  # left as it was
+        [new] = store.upsert("cc1", [local_recording("new-1", callerPhoneNumber="+16504668889")])
+        raw = sqlite_docs(path)["new-1"]
+        assert raw[:1] == b"\x01"
+        assert len(raw) < len(orjson.dumps(new)) / 2
+        found = store.search("cc1", parse_query({"callerPhoneNumber": "*66*"}), limit=10)
+        assert found == [new, old.doc]  # same start: by id
+        assert store.get("cc1", "old-1") == old.doc
+        assert [doc["id"] for _, doc in store.iter_recordings("cc1")] == ["old-1", "new-1"]
+        # A merge into the old recording writes it back compressed.
+        store.upsert("cc1", [{"id": "old-1", "region": "usw1", "callType": "Inbound"}])
+        assert sqlite_docs(path)["old-1"][:1] == b"\x01"
+        assert store.get("cc1", "old-1") == {**old.doc, "callType": "Inbound"}
+        assert store.delete("cc1", "new-1") == new
+    finally:
+        store.close()
+
+
+def test_sqlite_schema_7_is_a_number_that_older_callrecs_refuse(tmp_path: Path) -> None:
+    """Schema 7 changes no table: its number is what keeps an older callrec, which could not
+    read compressed documents, from opening the database (a newer database is refused:
+    ``test_migrations``)."""
+    path = tmp_path / "callrec.db"
+    open_store(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 7
+    assert [number for number, _, statements in sqlite_schema.MIGRATIONS if not statements] == [7]

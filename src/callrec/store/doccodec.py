@@ -1,14 +1,15 @@
-"""Recordings' JSON as PostgreSQL keeps it: compressed with zstd against a built-in dictionary.
+"""Recordings' JSON as the stores keep it: compressed with zstd against a built-in dictionary.
 
-A stored recording is about 1 KB of JSON, below the size from which PostgreSQL compresses a
-value (about 2 KB, fixed when PostgreSQL is built), so the documents were two thirds of the
+A stored recording is about 1 KB of JSON. SQLite never compresses a value, and PostgreSQL only
+from about 2 KB (fixed when PostgreSQL is built), so the documents were two thirds of the
 recordings table as plain text. Compressed on their own they shrink to about a third; most of
 what is left is the vocabulary every recording repeats (field names, event and contact types,
 time formats), which a dictionary supplies: against the one below, to about a fifth
 (``docs/performance.md``). Compressing costs a few microseconds per recording, decompressing
 one or two.
 
-Stored form: ``b"{"...`` is plain JSON (written before schema 7); ``b"\\x01"`` + a zstd frame
+Stored form: ``b"{"...`` is plain JSON (stored before schema 7 on PostgreSQL, before
+schema 7 on SQLite); ``b"\\x01"`` + a zstd frame
 is JSON compressed against ``VOCABULARY``. The vocabulary must never change, or documents
 written with it could not be read: a better one gets a tag of its own, and the old one stays
 for reading.
@@ -17,7 +18,9 @@ for reading.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import orjson
 import zstandard
 
 # Recordings as callrec stores them, in its field order: what the compressor can refer back to.
@@ -92,3 +95,9 @@ def unpack(stored: bytes) -> bytes:
     if stored[:1] == _COMPRESSED:
         return _decompressor().decompress(stored[1:])
     return stored  # plain JSON, stored before compression
+
+
+def decode(stored: bytes) -> dict[str, Any]:
+    """A recording's document from its stored form (either)."""
+    doc: dict[str, Any] = orjson.loads(unpack(stored))
+    return doc

@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -30,7 +29,7 @@ from callrec.errors import DatabaseUnavailable, GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_columns
-from callrec.store.doccodec import pack, unpack
+from callrec.store.doccodec import decode, pack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
 from callrec.store.pgremember import Remembered, notify
@@ -360,13 +359,7 @@ _RECORDING = "SELECT document, region FROM recordings WHERE ccid = %s AND id = %
 def _document(row: tuple[bytes, str | None] | None, region: str | None) -> Document | None:
     if row is None or (region is not None and row[1] != region):
         return None
-    return _decoded(row[0])
-
-
-def _decoded(stored: bytes) -> Document:
-    """A recording from its stored form (``doccodec``)."""
-    doc: Document = orjson.loads(unpack(stored))
-    return doc
+    return decode(row[0])
 
 
 _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
@@ -487,7 +480,7 @@ class PostgresStore:
                 return []
             sql, params, prepare = statement
             rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=prepare).fetchall()
-        return [_decoded(row[0]) for row in rows]
+        return [decode(row[0]) for row in rows]
 
     def _search_statement(
         self,
@@ -565,7 +558,7 @@ class PostgresStore:
                 (ccid, ids),
             )
             current: dict[str, Document | Stored] = {
-                rec_id: _decoded(doc)
+                rec_id: decode(doc)
                 for rec_id, doc in conn.execute(
                     "SELECT id, document FROM recordings WHERE ccid = %s AND id = ANY(%s)",
                     (ccid, ids),
@@ -660,7 +653,7 @@ class PostgresStore:
             )
         if row is None:
             return None
-        return _decoded(row[0])
+        return decode(row[0])
 
     def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
         last = ("", "")
@@ -675,7 +668,7 @@ class PostgresStore:
                 return
             for row_ccid, rec_id, doc in rows:
                 last = (row_ccid, rec_id)
-                yield row_ccid, _decoded(doc)
+                yield row_ccid, decode(doc)
 
     # Users and keys
 

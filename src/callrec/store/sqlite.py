@@ -24,6 +24,7 @@ from callrec.errors import GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, indexed_columns, sqlitenames
+from callrec.store.doccodec import decode, pack
 from callrec.store.names import signature
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
@@ -221,6 +222,9 @@ MIGRATIONS.append(
         ],
     )
 )
+# Version 7 changes no table: documents written from then on are compressed (``doccodec``),
+# which a callrec of version 6 could not read. It refuses the database instead.
+MIGRATIONS.append((7, "documents compressed (doccodec); those stored before stay readable", []))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -298,7 +302,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def _columns(row: Stored) -> tuple[Any, ...]:
     """A recording's ``recordings`` columns from region to doc, in their order."""
-    return (*indexed_columns(row.keys), row.blob)
+    return (*indexed_columns(row.keys), pack(row.blob))
 
 
 class SQLiteStore:
@@ -437,8 +441,7 @@ class SQLiteStore:
         )
         if row is None or (region is not None and row[1] != region):
             return None
-        doc: Document = orjson.loads(row[0])
-        return doc
+        return decode(row[0])
 
     def search(
         self,
@@ -468,13 +471,13 @@ class SQLiteStore:
                 blobs = sqlitenames.read_page(
                     conn, ccid, query, names.branches, limit=limit, after=after, region=region
                 )
-                return [orjson.loads(blob) for blob in blobs]
+                return [decode(blob) for blob in blobs]
         plan = plan_search(SQLITE, ccid, query, limit, total, count)
         sql, params = search_sql(
             SQLITE, ccid, query, limit=limit, after=after, region=region, plan=plan
         )
         rows = conn.execute(sql, params).fetchall()
-        return [orjson.loads(row[0]) for row in rows]
+        return [decode(row[0]) for row in rows]
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
         return [r if isinstance(r, GWSError) else r.doc for r in self._save(ccid, recordings)]
@@ -490,7 +493,7 @@ class SQLiteStore:
             # recording posted twice in one batch merges with itself.
             ids = [item_id(r) for r in recordings]
             current: dict[str, tuple[int, Document | Stored]] = {
-                rec_id: (pk, orjson.loads(blob))
+                rec_id: (pk, decode(blob))
                 for rec_id, pk, blob in conn.execute(
                     "SELECT id, pk, doc FROM recordings WHERE ccid = ?"
                     " AND id IN (SELECT value FROM json_each(?))",
@@ -553,8 +556,7 @@ class SQLiteStore:
                 return None
             conn.execute("DELETE FROM recording_names WHERE pk = ?", (row[0],))
             conn.execute("DELETE FROM recordings WHERE pk = ?", (row[0],))
-        doc: Document = orjson.loads(row[1])
-        return doc
+        return decode(row[1])
 
     def iter_recordings(self, ccid: str | None = None) -> Iterator[tuple[str, Document]]:
         last = 0
@@ -572,7 +574,7 @@ class SQLiteStore:
                 return
             for pk, row_ccid, blob in rows:
                 last = pk
-                yield row_ccid, orjson.loads(blob)
+                yield row_ccid, decode(blob)
 
     # Users and keys
 
