@@ -7,7 +7,9 @@ in any case, AND/OR, time edges to the millisecond) go to both backends over the
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -524,3 +526,26 @@ def test_exact_numbers_with_names_agree_with_the_reference(
             assert_name_query_answers(store, stored, params)
             hits += bool(all_ids(store, params))
     assert hits >= len(queries)  # most of them find something: the queries are not trivial
+
+
+def test_exact_numbers_with_names_agree_while_the_number_indexes_are_missing(
+    data: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """During a bulk load into an empty SQLite store the numbers' indexes are dropped: a name
+    range then checks each entry's number on its row instead of probing a missing index
+    (which would scan the table per entry)."""
+
+    path = tmp_path / "callrec.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        load(store, data)
+        with sqlite3.connect(path) as conn:
+            assert sqlitenames._number_indexes(conn) == {"caller", "dialed"}
+            conn.execute("DROP INDEX recordings_by_caller_start")
+            conn.execute("DROP INDEX recordings_by_dialed_start")
+            assert sqlitenames._number_indexes(conn) == frozenset()
+        stored = data_docs(store)
+        for params in exact_number_and_name_queries(data):
+            assert_name_query_answers(store, stored, params)
+    finally:
+        store.close()

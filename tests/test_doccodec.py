@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-
 import sqlite3
+from pathlib import Path
 
 import orjson
 import psycopg

@@ -101,8 +101,11 @@ def read_page(
     """The stored documents of one page: the branches' ranges merged in order."""
     conn.execute("BEGIN")  # one snapshot for every branch and the documents
     try:
+        probes = _number_indexes(conn)
         ranges = [
-            _range(conn, *_branch_sql(ccid, query, branch, region), after, limit, len(branches))
+            _range(
+                conn, *_branch_sql(ccid, query, branch, region, probes), after, limit, len(branches)
+            )
             for branch in branches
         ]
         page: list[int] = []
@@ -147,8 +150,23 @@ def _range(
         chunk = min(chunk * 4, limit)
 
 
+def _number_indexes(conn: sqlite3.Connection) -> frozenset[str]:
+    """The numbers whose time-ordered index exists: always, but while a bulk load into an
+    empty store (``SQLiteStore.bulk_load``) has them dropped. Probing a missing index would
+    scan the table once per name entry."""
+    indexes = {f"recordings_by_{column}_start": column for column in ("caller", "dialed")}
+    found = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN (?, ?)", [*indexes]
+    ).fetchall()
+    return frozenset(indexes[name] for (name,) in found)
+
+
 def _branch_sql(
-    ccid: str, query: RecordingQuery, branch: Branch, region: str | None
+    ccid: str,
+    query: RecordingQuery,
+    branch: Branch,
+    region: str | None,
+    probes: frozenset[str] = frozenset(),
 ) -> tuple[str, list[Any]]:
     """``SELECT start_ms, id, pk`` of one name's range, in (startTime, id) order, filtered;
     its last parameters, added by the caller, are where to start (after a (start_ms, id):
@@ -165,6 +183,23 @@ def _branch_sql(
     sig_clauses, sig_params = signature_filter(branch.others)
     clauses += sig_clauses
     params += sig_params
+    # An exact number: a probe of its time-ordered index, which holds the entry's start and
+    # pk, rather than a read of the recording's row. A frequent caller with a common name
+    # leaves thousands of entries to check, and at millions of recordings each row is a page
+    # of its own. (``+c.pk``: not the row by its pk, which SQLite would prefer.) The row is
+    # then read only for the entries that pass.
+    numbers = []
+    for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
+        if pattern is None or pattern == "*":
+            continue
+        if "*" in pattern or column not in probes:
+            numbers.append((column, pattern))
+            continue
+        clauses.append(
+            f"EXISTS (SELECT 1 FROM recordings c WHERE c.ccid = n.ccid AND c.{column} = ?"
+            " AND c.start_ms = n.start_ms AND +c.pk = n.pk)"
+        )
+        params.append(pattern)
     for term in branch.others:
         if term.exact:
             clauses.append(
@@ -178,11 +213,10 @@ def _branch_sql(
             )
             params.append(to_glob(term.pattern))
     # The recording's own criteria, last: read only for entries that passed the others.
-    for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
-        if pattern is not None and pattern != "*":
-            clause, param = _number(SQLITE, f"r.{column}", pattern)
-            clauses.append(clause)
-            params.append(param)
+    for column, pattern in numbers:
+        clause, param = _number(SQLITE, f"r.{column}", pattern)
+        clauses.append(clause)
+        params.append(param)
     if region is not None:
         clauses.append("r.region = ?")
         params.append(region)
