@@ -214,7 +214,7 @@ def dense_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     from callrec.store import sqlite as sqlite_store
     from callrec.store.sqlsearch import Plan
 
-    def dense(*_: Any) -> Plan:
+    def dense(*_: Any, **__: Any) -> Plan:
         return Plan(dense_names=True, dense_numbers=frozenset({"caller", "dialed"}))
 
     monkeypatch.setattr(sqlite_store, "plan_search", dense)
@@ -244,7 +244,7 @@ def trigram_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     from callrec.store import sqlite as sqlite_store
     from callrec.store.sqlsearch import Plan
 
-    def trigrams(*_: Any) -> Plan:
+    def trigrams(*_: Any, **__: Any) -> Plan:
         return Plan(trigram_numbers=frozenset({"caller", "dialed"}))
 
     monkeypatch.setattr(sqlite_store, "plan_search", trigrams)
@@ -380,8 +380,8 @@ def force_sqlite_plan(monkeypatch: pytest.MonkeyPatch, variant: str) -> list[Any
         plans.append(made)
         return made
 
-    def generic(*args: Any) -> Any:
-        made = real_search(*args)
+    def generic(*args: Any, **kwargs: Any) -> Any:
+        made = real_search(*args, **kwargs)
         if variant in ("time-ordered walk", "set of matches"):
             made = dataclasses.replace(made, dense_names=variant == "time-ordered walk")
         return made

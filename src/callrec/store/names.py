@@ -38,6 +38,8 @@ SIGNATURE_BITS = 3
 
 
 @functools.lru_cache(maxsize=1 << 16)
+# Agents' names repeat on every call they take: an import asks for the same few thousand.
+@functools.lru_cache(maxsize=65536)
 def name_bits(name: str) -> int:
     """The bits a (folded) name sets in a signature: bytes of its MD5, modulo 64."""
     digest = hashlib.md5(name.encode(), usedforsecurity=False).digest()

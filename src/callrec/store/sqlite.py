@@ -23,9 +23,10 @@ import orjson
 from callrec.errors import GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
-from callrec.store import Document, SearchKey, User, indexed_columns, sqlitenames
+from callrec.store import Document, SearchKey, User, indexed_columns, sqliteblocks, sqlitenames
 from callrec.store.doccodec import decode, pack
 from callrec.store.names import signature
+from callrec.store.sqliteblocks import BLOCK_BITS, UPDATE_BLOCKS, block_bounds
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
 
@@ -225,6 +226,23 @@ MIGRATIONS.append(
 # Version 7 changes no table: documents written from then on are compressed (``doccodec``),
 # which a callrec of version 6 could not read. It refuses the database instead.
 MIGRATIONS.append((7, "documents compressed (doccodec); those stored before stay readable", []))
+MIGRATIONS.append(
+    (
+        8,
+        "the earliest and latest start per block of pks (sqliteblocks): an infix pattern's"
+        " candidates are read a few blocks at a time, up to the page's end",
+        [
+            """CREATE TABLE recording_blocks (
+                block INTEGER PRIMARY KEY,
+                min_start INTEGER NOT NULL,
+                max_start INTEGER NOT NULL
+            )""",
+            f"INSERT INTO recording_blocks (block, min_start, max_start)"
+            f" SELECT pk >> {BLOCK_BITS}, min(start_ms), max(start_ms) FROM recordings"
+            f" GROUP BY pk >> {BLOCK_BITS}",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -472,7 +490,13 @@ class SQLiteStore:
                     conn, ccid, query, names.branches, limit=limit, after=after, region=region
                 )
                 return [decode(blob) for blob in blobs]
-        plan = plan_search(SQLITE, ccid, query, limit, total, count)
+        by_blocks = sqliteblocks.in_time_order(conn, query)
+        plan = plan_search(SQLITE, ccid, query, limit, total, count, trigrams_first=by_blocks)
+        if plan.trigram_numbers and by_blocks:
+            blobs = sqliteblocks.read_page(
+                conn, ccid, query, plan, limit=limit, after=after, region=region
+            )
+            return [decode(blob) for blob in blobs]
         sql, params = search_sql(
             SQLITE, ccid, query, limit=limit, after=after, region=region, plan=plan
         )
@@ -529,6 +553,9 @@ class SQLiteStore:
                     for pk, row in written.items()
                     if pk not in replaced
                 ],
+            )
+            conn.executemany(
+                UPDATE_BLOCKS, block_bounds({pk: row.keys.start_ms for pk, row in written.items()})
             )
             conn.executemany(
                 "DELETE FROM recording_names WHERE pk = ?",

@@ -95,12 +95,21 @@ TRIGRAM_COST = 16  # measured at 1M recordings: 2.6 µs per candidate, 0.17 µs 
 
 
 def plan_search(
-    dialect: Dialect, ccid: str, query: RecordingQuery, limit: int, total: int, count: CountUpTo
+    dialect: Dialect,
+    ccid: str,
+    query: RecordingQuery,
+    limit: int,
+    total: int,
+    count: CountUpTo,
+    *,
+    trigrams_first: bool = False,
 ) -> Plan:
     """Decide per predicate from a bounded count of its index entries.
 
     Walking in time order reads about ``limit * total / matches`` rows; collecting reads
     ``matches``. They cross near ``sqrt(limit * total)``: count up to that and no further.
+    ``trigrams_first``: infix patterns take their trigram candidates uncounted (SQLite reads
+    them by blocks of recordings, up to the page's end: ``sqliteblocks``).
     """
     cap = max(1000, math.isqrt(limit * max(total, 1)))
     # A trigram candidate costs a posting and a table row, TRIGRAM_COST times a step of the
@@ -113,7 +122,9 @@ def plan_search(
         if pattern is None or pattern == "*":
             continue
         if dialect.trigrams and trigram_match(pattern) is not None:
-            found = count_number(dialect, ccid, name, pattern, trigram_cap, count)
+            found = 0 if trigrams_first else None
+            if not trigrams_first:
+                found = count_number(dialect, ccid, name, pattern, trigram_cap, count)
             if found is not None and found < trigram_cap:
                 trigram_numbers.add(name)
                 sparse_number = True
@@ -227,6 +238,37 @@ def search_sql(
     plan: Plan = Plan(),
 ) -> tuple[str, list[Any]]:
     """``SELECT r.doc ...`` for one page of matches in (startTime, id) order."""
+    where, params = search_where(dialect, ccid, query, after=after, region=region, plan=plan)
+    if dialect.keys_first:
+        # Matches collected from an index and sorted (a suffix, a prefix) are sorted by the
+        # index's own (start_ms, id): only the page's rows are then read, documents and all.
+        key = ", ".join(f"r.{column.strip()}" for column in dialect.names_key.split(","))
+        sql = (
+            f"SELECT r.{dialect.document} FROM recordings r WHERE {dialect.names_member} IN"
+            f" (SELECT {key}"
+            f" FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?)"
+            " ORDER BY r.start_ms, r.id"
+        )
+    else:
+        sql = (
+            f"SELECT r.{dialect.document} FROM recordings r WHERE {where}"
+            " ORDER BY r.start_ms, r.id LIMIT ?"
+        )
+    return sql, [*params, limit]
+
+
+def search_where(
+    dialect: Dialect,
+    ccid: str,
+    query: RecordingQuery,
+    *,
+    after: SearchKey | None,
+    region: str | None,
+    plan: Plan,
+    trigram_rows: tuple[int, int] | None = None,
+) -> tuple[str, list[Any]]:
+    """The ``WHERE`` of a search over ``recordings r``; ``trigram_rows``: only the trigram
+    candidates whose rowid lies in that range (first, last)."""
     clauses = ["r.ccid = ?"]
     params: list[Any] = [ccid]
     for name, pattern in (("caller", query.caller), ("dialed", query.dialed)):
@@ -241,8 +283,11 @@ def search_sql(
             params.append(param)
             fts = trigram_match(pattern) if name in plan.trigram_numbers else None
             if fts is not None:
-                clauses.append(f"r.pk IN (SELECT rowid FROM {name}_fts WHERE {name}_fts MATCH ?)")
-                params.append(fts)
+                rows = "" if trigram_rows is None else " AND rowid BETWEEN ? AND ?"
+                clauses.append(
+                    f"r.pk IN (SELECT rowid FROM {name}_fts WHERE {name}_fts MATCH ?{rows})"
+                )
+                params += [fts, *(trigram_rows or ())]
     if query.start_from is not None:
         clauses.append("r.start_ms >= ?")
         params.append(query.start_from)
@@ -261,20 +306,4 @@ def search_sql(
     if after is not None:
         clauses.append("(r.start_ms, r.id) > (?, ?)")
         params += list(after)
-    where = " AND ".join(clauses)
-    if dialect.keys_first:
-        # Matches collected from an index and sorted (a suffix, a prefix) are sorted by the
-        # index's own (start_ms, id): only the page's rows are then read, documents and all.
-        key = ", ".join(f"r.{column.strip()}" for column in dialect.names_key.split(","))
-        sql = (
-            f"SELECT r.{dialect.document} FROM recordings r WHERE {dialect.names_member} IN"
-            f" (SELECT {key}"
-            f" FROM recordings r WHERE {where} ORDER BY r.start_ms, r.id LIMIT ?)"
-            " ORDER BY r.start_ms, r.id"
-        )
-    else:
-        sql = (
-            f"SELECT r.{dialect.document} FROM recordings r WHERE {where}"
-            " ORDER BY r.start_ms, r.id LIMIT ?"
-        )
-    return sql, [*params, limit]
+    return " AND ".join(clauses), params

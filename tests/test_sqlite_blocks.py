@@ -1,0 +1,215 @@
+"""Infix number patterns on SQLite read by blocks of recordings (``store/sqliteblocks``).
+
+Blocks of 8 recordings here (4,096 in use): a few hundred recordings make dozens of blocks.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callrec.demo import demo_recordings
+from callrec.ingest import prepare
+from callrec.media.locations import Storages
+from callrec.query import format_instant, matches, parse_instant, parse_query
+from callrec.store import open_store, search_key, sqliteblocks
+from callrec.store.doccodec import decode
+from callrec.store.sqlite import SQLiteStore
+from callrec.store.sqlsearch import Plan
+
+CCID = "cc1"
+PATTERNS = ["*4668*", "*555*", "*650*", "*800*55*", "*123*", "*ALICE*", "*0000*"]
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqliteblocks, "BLOCK_BITS", 3)
+
+
+def recordings(count: int = 600) -> list[dict[str, Any]]:
+    storages = Storages({})
+    docs = demo_recordings(count, seed=5, ccid=CCID, media=False)
+    return [prepare(storages, doc, CCID) for doc in docs]
+
+
+def open_loaded(path: Path, docs: list[dict[str, Any]]) -> SQLiteStore:
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SQLiteStore)
+    for start in range(0, len(docs), 50):
+        store.upsert(CCID, docs[start : start + 50])
+    return store
+
+
+@pytest.fixture(params=["in time order", "nearly in time order", "shuffled"])
+def loaded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SQLiteStore, bool]]:
+    """A store, and whether its recordings were written in about the order they happened.
+    Nearly: each moved up to 12 places, so that neighbouring blocks overlap in time."""
+    docs = recordings()
+    rng = random.Random(3)
+    in_order = request.param != "shuffled"
+    if request.param == "nearly in time order":
+        docs = [d for _, d in sorted((i + rng.uniform(0, 12), d) for i, d in enumerate(docs))]
+    elif not in_order:
+        rng.shuffle(docs)
+    store = open_loaded(tmp_path / "callrec.db", docs)
+    try:
+        yield store, in_order
+    finally:
+        store.close()
+
+
+def expected_ids(store: SQLiteStore, params: dict[str, str]) -> list[str]:
+    everything = store.search(CCID, parse_query({"startTime": "0"}), limit=100_000)
+    query = parse_query(params)
+    return [d["id"] for d in sorted((d for d in everything if matches(query, d)), key=search_key)]
+
+
+def block_pages(store: SQLiteStore, params: dict[str, str], limit: int) -> list[str]:
+    """Every page through the block reading itself (whatever the plan would choose)."""
+    query, after, ids = parse_query(params), None, []
+    plan = Plan(trigram_numbers=frozenset({"caller", "dialed"}))
+    while True:
+        conn = store._read()
+        blobs = sqliteblocks.read_page(
+            conn, CCID, query, plan, limit=limit, after=after, region=None
+        )
+        docs = [decode(blob) for blob in blobs]
+        ids += [d["id"] for d in docs]
+        if len(docs) < limit:
+            return ids
+        after = search_key(docs[-1])
+
+
+def queries(store: SQLiteStore) -> list[dict[str, str]]:
+    rng = random.Random(9)
+    starts = [
+        d["startTime"] for d in store.search(CCID, parse_query({"startTime": "0"}), limit=1000)
+    ]
+    out = []
+    for pattern in PATTERNS:
+        out.append({"callerPhoneNumber": pattern})
+        out.append({"dialedPhoneNumber": pattern})
+        low, high = sorted(parse_instant(rng.choice(starts), "s") for _ in range(2))
+        out.append(
+            {
+                "callerPhoneNumber": pattern,
+                "startTime": format_instant(low),
+                "endTime": format_instant(high),
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_block_reading_gives_the_reference_pages(
+    loaded: tuple[SQLiteStore, bool], limit: int
+) -> None:
+    """Exact whether the blocks overlap in time or not (then it reads further)."""
+    store, _ = loaded
+    found = 0
+    for params in queries(store):
+        expected = expected_ids(store, params)
+        assert block_pages(store, params, limit) == expected, params
+        found += len(expected)
+    assert found > 100  # the patterns are not trivial
+
+
+def test_search_reads_by_blocks_only_when_recordings_came_in_order(
+    loaded: tuple[SQLiteStore, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, in_order = loaded
+    overlap = sqliteblocks.overlap(store._read())
+    assert overlap < sqliteblocks.IN_ORDER if in_order else overlap > 10
+    reads = []
+    original = sqliteblocks.read_page
+
+    def counted(*args: Any, **kwargs: Any) -> list[bytes]:
+        reads.append(args[2])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sqliteblocks, "read_page", counted)
+    for params in queries(store):
+        ids = [d["id"] for d in store.search(CCID, parse_query(params), limit=10_000)]
+        assert ids == expected_ids(store, params), params
+    assert len(reads) == (len(queries(store)) if in_order else 0)
+
+
+def test_a_page_ends_after_the_first_blocks_when_recordings_came_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_loaded(tmp_path / "callrec.db", recordings())
+    try:
+        conn = store._read()
+        ranges: list[tuple[int, int]] = []
+        original = sqliteblocks._best
+
+        def counted(*args: Any) -> Any:
+            ranges.append(args[-1])
+            return original(*args)
+
+        monkeypatch.setattr(sqliteblocks, "_best", counted)
+        params = {"dialedPhoneNumber": "*555*"}  # most recordings'
+        plan = Plan(trigram_numbers=frozenset({"dialed"}))
+        blobs = sqliteblocks.read_page(
+            conn, CCID, parse_query(params), plan, limit=5, after=None, region=None
+        )
+        ids = [decode(blob)["id"] for blob in blobs]
+        assert ids == expected_ids(store, params)[:5]
+        blocks = conn.execute("SELECT count(*) FROM recording_blocks").fetchone()[0]
+        read = sum((last - first + 1) >> sqliteblocks.BLOCK_BITS for first, last in ranges)
+        assert read < blocks / 4, (read, blocks)
+    finally:
+        store.close()
+
+
+def test_block_bounds_hold_every_start_after_updates_and_deletes(tmp_path: Path) -> None:
+    docs = recordings(200)
+    store = open_loaded(tmp_path / "callrec.db", docs)
+    try:
+        # Move some recordings far earlier and later, delete others.
+        for doc in docs[::7]:
+            start = parse_instant(doc["startTime"], "s")
+            store.upsert(CCID, [{**doc, "startTime": format_instant(start - 10**10)}])
+        for doc in docs[3::11]:
+            store.delete(CCID, doc["id"])
+        assert_bounds_hold(store.path)
+    finally:
+        store.close()
+
+
+def assert_bounds_hold(path: str) -> None:
+    with sqlite3.connect(path) as conn:
+        outside = conn.execute(
+            "SELECT count(*) FROM recordings r LEFT JOIN recording_blocks b"
+            " ON b.block = r.pk >> ? WHERE b.block IS NULL"
+            " OR r.start_ms NOT BETWEEN b.min_start AND b.max_start",
+            (sqliteblocks.BLOCK_BITS,),
+        ).fetchone()[0]
+        assert outside == 0
+
+
+def test_schema_8_fills_the_blocks_of_recordings_stored_before(tmp_path: Path) -> None:
+    path = tmp_path / "callrec.db"
+    store = open_loaded(path, recordings(100))
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE recording_blocks")
+        conn.execute("PRAGMA user_version = 7")
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.schema_version == 8
+        # The migration's blocks are of 4,096 recordings: one block for these 100.
+        with sqlite3.connect(path) as conn:
+            rows = conn.execute("SELECT block, min_start, max_start FROM recording_blocks")
+            ((block, low, high),) = rows.fetchall()
+            first, last = conn.execute(
+                "SELECT min(start_ms), max(start_ms) FROM recordings"
+            ).fetchone()
+        assert (block, low, high) == (0, first, last)
+    finally:
+        store.close()
