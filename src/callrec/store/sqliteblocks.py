@@ -112,7 +112,10 @@ def _candidate_blocks(
 ) -> list[tuple[int, int]]:
     """``(earliest start, block)`` of the blocks that may hold a recording of the page, in
     that order: those whose starts reach the window and the cursor."""
-    low = max(query.start_from or -(2**63), after[0] if after else -(2**63))
+    low = max(
+        -(2**63) if query.start_from is None else query.start_from,
+        -(2**63) if after is None else after[0],
+    )
     high = 2**63 - 1 if query.end_before is None else query.end_before
     rows: list[tuple[int, int]] = conn.execute(
         "SELECT min_start, block FROM recording_blocks"

@@ -122,9 +122,11 @@ def plan_search(
         if pattern is None or pattern == "*":
             continue
         if dialect.trigrams and trigram_match(pattern) is not None:
-            found = 0 if trigrams_first else None
-            if not trigrams_first:
-                found = count_number(dialect, ccid, name, pattern, trigram_cap, count)
+            found = (
+                0
+                if trigrams_first
+                else count_number(dialect, ccid, name, pattern, trigram_cap, count)
+            )
             if found is not None and found < trigram_cap:
                 trigram_numbers.add(name)
                 sparse_number = True
