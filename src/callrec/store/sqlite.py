@@ -313,7 +313,8 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA synchronous = FULL")
     # Reads through a shared memory map: no read() call per page, one copy in the OS cache
-    # for every connection.
+    # for every connection. Stock builds of SQLite map at most the first 2 GB of the file,
+    # whatever is asked (SQLITE_MAX_MMAP_SIZE); a build that allows more takes up to 16 GB.
     conn.execute("PRAGMA mmap_size = 17179869184")
     return conn
 
