@@ -213,3 +213,24 @@ def test_schema_8_fills_the_blocks_of_recordings_stored_before(tmp_path: Path) -
         assert (block, low, high) == (0, first, last)
     finally:
         store.close()
+
+
+def test_plans_figures_are_remembered_until_the_recordings_grow(tmp_path: Path) -> None:
+    """A query paged through is counted once; once the recordings grew, it is counted again."""
+    docs = recordings(400)
+    store = open_loaded(tmp_path / "callrec.db", docs[:300])
+    try:
+        statements: list[str] = []
+        store._read().set_trace_callback(statements.append)
+        query = parse_query({"callerPhoneNumber": "1*"})  # a prefix: its range is counted
+        pages = [store.search(CCID, query, limit=5) for _ in range(3)]
+        counts = [s for s in statements if s.startswith("SELECT count(*)")]
+        assert len(counts) == 1, statements
+        assert pages[0] == pages[1] == pages[2]
+        store.upsert(CCID, docs[300:])  # 300 -> 400 recordings: another generation
+        statements.clear()
+        first = [d["id"] for d in store.search(CCID, query, limit=5)]
+        assert any(s.startswith("SELECT count(*)") for s in statements)
+        assert first == expected_ids(store, {"callerPhoneNumber": "1*"})[:5]
+    finally:
+        store.close()

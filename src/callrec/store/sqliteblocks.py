@@ -47,15 +47,14 @@ def block_bounds(starts: dict[int, int]) -> list[tuple[int, int, int]]:
     return [(block, low, high) for block, (low, high) in bounds.items()]
 
 
-def in_time_order(conn: sqlite3.Connection, query: RecordingQuery) -> bool:
-    """Whether the query has an infix number pattern and the recordings were written in about
-    the order they happened: its trigram candidates are then read by blocks, whatever their
-    number, and not counted first."""
-    infix = any(
+def has_infix(query: RecordingQuery) -> bool:
+    """Whether the query has a number pattern with trigram candidates. When the recordings
+    were written in about the order they happened (``overlap`` up to ``IN_ORDER``), they
+    are read by blocks, whatever their number, and not counted first."""
+    return any(
         pattern is not None and trigram_match(pattern) is not None
         for pattern in (query.caller, query.dialed)
     )
-    return infix and overlap(conn) <= IN_ORDER
 
 
 def overlap(conn: sqlite3.Connection) -> float:
@@ -83,19 +82,19 @@ def read_page(
     try:
         found: dict[int, tuple[int, str, int]] = {}  # by pk: a block may be read twice
         page: list[tuple[int, str, int]] = []
-        blocks = _candidate_blocks(conn, query, after)
-        done, count = 0, FIRST_BLOCKS
-        while done < len(blocks):
-            batch = blocks[done : done + count]
-            done += len(batch)
-            for first, last in _runs(sorted(block for _, block in batch)):
+        blocks = _candidate_blocks(conn, query, after)  # read as far as needed
+        batch, count = blocks.fetchmany(FIRST_BLOCKS + 1), FIRST_BLOCKS
+        while batch:
+            following = batch[count:]  # the next block's start, or none left
+            for first, last in _runs(sorted(block for _, block in batch[:count])):
                 for match in _best(conn, ccid, query, plan, after, region, limit, (first, last)):
                     found[match[2]] = match
             page = sorted(found.values())[:limit]
             found = {match[2]: match for match in page}
-            if len(page) == limit and done < len(blocks) and blocks[done][0] > page[-1][0]:
+            if len(page) == limit and following and following[0][0] > page[-1][0]:
                 break  # every unread recording starts after the page's last
             count *= 4
+            batch = following + blocks.fetchmany(count + 1 - len(following))
         docs = dict(
             conn.execute(
                 "SELECT pk, doc FROM recordings WHERE pk IN (SELECT value FROM json_each(?))",
@@ -109,7 +108,7 @@ def read_page(
 
 def _candidate_blocks(
     conn: sqlite3.Connection, query: RecordingQuery, after: SearchKey | None
-) -> list[tuple[int, int]]:
+) -> sqlite3.Cursor:
     """``(earliest start, block)`` of the blocks that may hold a recording of the page, in
     that order: those whose starts reach the window and the cursor."""
     low = max(
@@ -117,12 +116,11 @@ def _candidate_blocks(
         -(2**63) if after is None else after[0],
     )
     high = 2**63 - 1 if query.end_before is None else query.end_before
-    rows: list[tuple[int, int]] = conn.execute(
+    return conn.execute(
         "SELECT min_start, block FROM recording_blocks"
         " WHERE max_start >= ? AND min_start <= ? ORDER BY min_start, block",
         (low, high),
-    ).fetchall()
-    return rows
+    )
 
 
 def _runs(blocks: Sequence[int]) -> list[tuple[int, int]]:
