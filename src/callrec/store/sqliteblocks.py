@@ -95,6 +95,7 @@ def read_page(
                 break  # every unread recording starts after the page's last
             count *= 4
             batch = following + blocks.fetchmany(count + 1 - len(following))
+        blocks.close()
         docs = dict(
             conn.execute(
                 "SELECT pk, doc FROM recordings WHERE pk IN (SELECT value FROM json_each(?))",
