@@ -161,27 +161,23 @@ def search_names_sql(
     return sql, [*params, ccid], True
 
 
-def _range(alias: str, query: RecordingQuery, after: SearchKey | None) -> list[str]:
-    """The window and the cursor on ``alias``'s (start_ms, id): the bounds of its range."""
-    clauses = []
-    if query.start_from is not None:
-        clauses.append(f"{alias}.start_ms >= ?")
-    if query.end_before is not None:
-        clauses.append(f"{alias}.start_ms <= ?")
-    if after is not None:
-        clauses.append(f"({alias}.start_ms, {alias}.id) > (?, ?)")
-    return clauses
-
-
-def _range_params(query: RecordingQuery, after: SearchKey | None) -> list[Any]:
+def _range(
+    alias: str, query: RecordingQuery, after: SearchKey | None
+) -> tuple[list[str], list[Any]]:
+    """The window and the cursor on ``alias``'s (start_ms, id): the bounds of its range, and
+    their parameters."""
+    clauses: list[str] = []
     params: list[Any] = []
     if query.start_from is not None:
+        clauses.append(f"{alias}.start_ms >= ?")
         params.append(query.start_from)
     if query.end_before is not None:
+        clauses.append(f"{alias}.start_ms <= ?")
         params.append(query.end_before)
     if after is not None:
+        clauses.append(f"({alias}.start_ms, {alias}.id) > (?, ?)")
         params += list(after)
-    return params
+    return clauses, params
 
 
 def _branch_sql(
@@ -193,8 +189,9 @@ def _branch_sql(
     region: str | None,
     joined: bool,
 ) -> tuple[str, list[Any]]:
-    clauses = ["n.ccid = ?", "n.name = ?", *_range("n", query, after)]
-    params: list[Any] = [ccid, branch.name, *_range_params(query, after)]
+    bounds, bound_params = _range("n", query, after)
+    clauses = ["n.ccid = ?", "n.name = ?", *bounds]
+    params: list[Any] = [ccid, branch.name, *bound_params]
     if query.end_before is not None:
         clauses.append("r.stop_ms <= ?")
         params.append(query.end_before)
@@ -215,8 +212,9 @@ def _branch_sql(
             f" JOIN recordings {alias} ON {alias}.ccid = n.ccid"
             f" AND {alias}.start_ms = n.start_ms AND {alias}.id = n.id"
         )
-        clauses += [f"{alias}.ccid = ?", f"{alias}.{name} = ?", *_range(alias, query, after)]
-        params += [ccid, pattern, *_range_params(query, after)]
+        bounds, bound_params = _range(alias, query, after)
+        clauses += [f"{alias}.ccid = ?", f"{alias}.{name} = ?", *bounds]
+        params += [ccid, pattern, *bound_params]
     if region is not None:
         clauses.append("r.region = ?")
         params.append(region)

@@ -23,6 +23,7 @@ from typing import Any
 
 from callrec.query import RecordingQuery
 from callrec.store import SearchKey
+from callrec.store.sqlitenames import documents
 from callrec.store.sqlsearch import SQLITE, Plan, search_where, trigram_match
 
 BLOCK_BITS = 12  # 4,096 recordings per block: 2,442 blocks at 10 million
@@ -96,15 +97,10 @@ def read_page(
             count *= 4
             batch = following + blocks.fetchmany(count + 1 - len(following))
         blocks.close()
-        docs = dict(
-            conn.execute(
-                "SELECT pk, doc FROM recordings WHERE pk IN (SELECT value FROM json_each(?))",
-                (f"[{','.join(str(pk) for _, _, pk in page)}]",),
-            ).fetchall()
-        )
+        docs = documents(conn, [pk for _, _, pk in page])
     finally:
         conn.execute("COMMIT")
-    return [docs[pk] for _, _, pk in page]
+    return docs
 
 
 def _candidate_blocks(

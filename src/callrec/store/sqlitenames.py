@@ -116,15 +116,21 @@ def read_page(
                 page.append(pk)
                 if len(page) == limit:
                     break
-        docs = dict(
-            conn.execute(
-                "SELECT pk, doc FROM recordings WHERE pk IN (SELECT value FROM json_each(?))",
-                (f"[{','.join(map(str, page))}]",),
-            ).fetchall()
-        )
+        docs = documents(conn, page)
     finally:
         conn.execute("COMMIT")
-    return [docs[pk] for pk in page]
+    return docs
+
+
+def documents(conn: sqlite3.Connection, pks: Sequence[int]) -> list[bytes]:
+    """The stored documents of a page's recordings, in the page's order, in one read."""
+    found = dict(
+        conn.execute(
+            "SELECT pk, doc FROM recordings WHERE pk IN (SELECT value FROM json_each(?))",
+            (f"[{','.join(map(str, pks))}]",),
+        ).fetchall()
+    )
+    return [found[pk] for pk in pks]
 
 
 def _range(
