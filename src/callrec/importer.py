@@ -25,7 +25,6 @@ from callrec.model import IndexKeys, Stored, to_store
 from callrec.services import Services, open_storages
 from callrec.settings import Settings
 from callrec.store import Document
-from callrec.store.doccodec import pack
 
 # Lines per batch, and recordings per transaction: 8,000 imported 300,000 recordings 10-11%
 # faster than 1,000 (docs/performance.md), each commit rewriting fewer index pages per
@@ -33,12 +32,11 @@ from callrec.store.doccodec import pack
 BATCH = 8000
 IN_FLIGHT = 8  # batches prepared ahead at most, whatever the number of workers: memory
 Lines = list[tuple[int, bytes]]  # (line number, line)
-# Per line: (number, error message, None, None), or (number, the recording's JSON, its index
-# keys, its stored form) when it is valid and new, or (number, the valid recording's JSON,
-# None, None) when only merging with a stored one can complete it. JSON crosses between
-# processes: far cheaper to pass than the objects it stands for. The stored form (compressed,
-# store.doccodec) is made here too: in the writing process it was a sixth of its time.
-Prepared = list[tuple[int, str | bytes, IndexKeys | None, bytes | None]]
+# Per line: (number, error message, None), or (number, the recording's JSON as stored, its
+# index keys) when it is valid and new, or (number, the valid recording's JSON, None) when
+# only merging with a stored one can complete it. JSON crosses between processes: far
+# cheaper to pass than the objects it stands for.
+Prepared = list[tuple[int, str | bytes, IndexKeys | None]]
 
 _storages: Storages | None = None  # each worker's own, made once
 
@@ -57,14 +55,14 @@ def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> 
         try:
             doc = prepare(storages, parse_json(line), ccid)
         except GWSError as error:
-            out.append((line_no, error.message, None, None))
+            out.append((line_no, error.message, None))
             continue
         try:
             stored = to_store(None, doc)
         except GWSError:  # no startTime of its own: it may still merge with a stored one
-            out.append((line_no, orjson.dumps(doc), None, None))
+            out.append((line_no, orjson.dumps(doc), None))
         else:
-            out.append((line_no, stored.blob, stored.keys, pack(stored.blob)))
+            out.append((line_no, stored.blob, stored.keys))
     return out
 
 
@@ -106,14 +104,14 @@ def import_file(
     def write(prepared: Prepared, consumed: int) -> None:
         lines: list[int] = []
         items: list[Document | Stored] = []
-        for line_no, data, keys, packed in prepared:
+        for line_no, data, keys in prepared:
             if isinstance(data, bytes):
                 # Merging a recording's stored form over a stored one gives what merging the
                 # recording itself would: the stored form only widened its times to its media.
                 lines.append(line_no)
-                items.append(Stored(keys, data, packed=packed) if keys else orjson.loads(data))
+                items.append(Stored(keys, data) if keys else orjson.loads(data))
         stored = dict(zip(lines, store.load(ccid, items) if items else [], strict=True))
-        for line_no, data, _, _ in prepared:  # in file order
+        for line_no, data, _ in prepared:  # in file order
             outcome = data if isinstance(data, str) else stored[line_no]
             if outcome is None:
                 result.imported += 1

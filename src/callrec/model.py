@@ -228,19 +228,12 @@ class Stored:
     """A recording as a store keeps it: its index keys and its JSON. The document itself is
     decoded from the JSON only when asked for: an import writes most recordings without."""
 
-    __slots__ = ("_doc", "blob", "keys", "packed")
+    __slots__ = ("_doc", "blob", "keys")
 
-    def __init__(
-        self,
-        keys: IndexKeys,
-        blob: bytes,
-        doc: dict[str, Any] | None = None,
-        packed: bytes | None = None,
-    ) -> None:
+    def __init__(self, keys: IndexKeys, blob: bytes, doc: dict[str, Any] | None = None) -> None:
         self.keys = keys
         self.blob = blob
         self._doc = doc
-        self.packed = packed  # the stored form of blob (store.doccodec), when made ahead
 
     @property
     def doc(self) -> dict[str, Any]:

@@ -23,8 +23,6 @@ from typing import Any
 import orjson
 import zstandard
 
-from callrec.model import Stored
-
 # Recordings as callrec stores them, in its field order: what the compressor can refer back to.
 # The most common text comes last (nearest the data, so the cheapest to refer to).
 VOCABULARY = (
@@ -90,11 +88,6 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 def pack(blob: bytes) -> bytes:
     """A recording's JSON as it is stored."""
     return _COMPRESSED + _compressor().compress(blob)
-
-
-def stored_form(row: Stored) -> bytes:
-    """A recording's stored form: made ahead (an import's workers), or now."""
-    return pack(row.blob) if row.packed is None else row.packed
 
 
 def unpack(stored: bytes) -> bytes:

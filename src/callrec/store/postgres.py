@@ -29,7 +29,7 @@ from callrec.errors import DatabaseUnavailable, GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_columns, pgwindows
-from callrec.store.doccodec import decode, stored_form
+from callrec.store.doccodec import decode, pack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
 from callrec.store.pgremember import Remembered, notify
@@ -378,13 +378,9 @@ def _document(row: tuple[bytes, str | None] | None, region: str | None) -> Docum
 _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
 
 
-_RECORDING_TYPES = ["text", "text", "text", "int8", "int8", "text", "text", "text", "text", "bytea"]
-_NAME_TYPES = ["int8", "int8", "text", "text", "text"]
-
-
 def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
     """A recording's row in ``recordings``, in the order of its columns."""
-    return (ccid, row.keys.id, *indexed_columns(row.keys), stored_form(row))
+    return (ccid, row.keys.id, *indexed_columns(row.keys), pack(row.blob))
 
 
 class PostgresStore:
@@ -624,14 +620,11 @@ class PostgresStore:
         fresh = [row for row in rows if row.keys.id not in stored]
         replaced = [row for row in rows if row.keys.id in stored]
         with conn.cursor() as cur:
-            # COPY in binary: documents go as their bytes, not as twice as many hex digits
-            # for both sides to write and read.
             if fresh:
                 with cur.copy(
                     "COPY recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
-                    " caller_rev, dialed_rev, document) FROM STDIN (FORMAT BINARY)"
+                    " caller_rev, dialed_rev, document) FROM STDIN"
                 ) as copy:
-                    copy.set_types(_RECORDING_TYPES)
                     for row in fresh:
                         copy.write_row(_columns(ccid, row))
             if replaced:
@@ -646,9 +639,8 @@ class PostgresStore:
                     (ccid, [row.keys.id for row in replaced]),
                 )
             with cur.copy(
-                "COPY recording_names (start_ms, sig, ccid, name, id) FROM STDIN (FORMAT BINARY)"
+                "COPY recording_names (start_ms, sig, ccid, name, id) FROM STDIN"
             ) as copy:
-                copy.set_types(_NAME_TYPES)
                 for name_row in names:
                     copy.write_row(name_row)
             # Every name indexed is in the dictionary that wildcards expand through. In sorted
