@@ -50,7 +50,6 @@ def test_the_deferred_structures_are_the_secondary_indexes() -> None:
         "recordings_by_caller_rev_start",
         "recordings_by_dialed_rev_start",
         "recording_names_pkey",
-        "recordings_by_start_range",
     }
     assert not KEPT & set(DEFERRED)
 

@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from callrec.demo import demo_recordings
@@ -14,7 +15,7 @@ from callrec.media.locations import Storages
 from callrec.query import format_instant, matches, parse_instant, parse_query
 from callrec.store import open_store, pgwindows, search_key
 from callrec.store.doccodec import decode
-from callrec.store.pgwindows import TimeStats, windows
+from callrec.store.pgwindows import TimeStats, next_size, spanned, window_end
 from callrec.store.postgres import PostgresStore
 
 CCID = "cc1"
@@ -38,15 +39,14 @@ def open_loaded(url: str, docs: list[dict[str, Any]]) -> PostgresStore:
 
 
 @pytest.fixture(params=["in time order", "shuffled"])
-def loaded(request: pytest.FixtureRequest, pg_url: str) -> Iterator[tuple[PostgresStore, bool]]:
-    """A store, and whether its recordings were written in the order they happened."""
+def loaded(request: pytest.FixtureRequest, pg_url: str) -> Iterator[PostgresStore]:
+    """A store whose recordings were written in the order they happened, or in none."""
     docs = recordings()
-    in_order = request.param == "in time order"
-    if not in_order:
+    if request.param == "shuffled":
         random.Random(3).shuffle(docs)
     store = open_loaded(pg_url, docs)
     try:
-        yield store, in_order
+        yield store
     finally:
         store.close()
 
@@ -99,53 +99,92 @@ def queries(store: PostgresStore) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("limit", [1, 7, 100])
-def test_windows_give_the_reference_pages(
-    loaded: tuple[PostgresStore, bool], limit: int
-) -> None:
-    """Exact whether the table is in time order or not (then each window reads more)."""
-    store, _ = loaded
+def test_windows_give_the_reference_pages(loaded: PostgresStore, limit: int) -> None:
+    """Exact whatever the order the table's rows were written in."""
     found = 0
-    for params in queries(store):
-        expected = expected_ids(store, params)
-        assert window_pages(store, params, limit) == expected, params
+    for params in queries(loaded):
+        expected = expected_ids(loaded, params)
+        assert window_pages(loaded, params, limit) == expected, params
         found += len(expected)
     assert found > 100  # the patterns are not trivial
 
 
-def test_search_reads_by_windows_only_when_the_table_is_in_time_order(
-    loaded: tuple[PostgresStore, bool], monkeypatch: pytest.MonkeyPatch
+def test_the_rest_after_the_longest_window_is_read_by_postgresql_s_plan(
+    loaded: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, in_order = loaded
-    stats = time_stats(store)
-    assert stats.in_order == in_order, stats.correlation
+    monkeypatch.setattr(pgwindows, "MAX_TIME_BUCKETS", 3)
+    statements = reads(monkeypatch)
+    for params in queries(loaded):
+        assert window_pages(loaded, params, 7) == expected_ids(loaded, params), params
+    assert any("&&" not in sql for sql, _ in statements)  # some rest was read
+    assert all(len(p[-4]) <= 3 for sql, p in statements if "&&" in sql)
+
+
+def test_without_the_trigram_indexes_postgresql_s_plan_reads_the_page(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As during a load into an empty database, which drops them until its end."""
+    store = open_loaded(pg_url, recordings(200))
+    try:
+        with store._conn() as conn:
+            for name in pgwindows.INDEXES:
+                conn.execute(f"DROP INDEX {name}".encode())
+        statements = reads(monkeypatch)
+        for params in queries(store):
+            assert window_pages(store, params, 7) == expected_ids(store, params), params
+        assert statements
+        assert all("&&" not in sql for sql, _ in statements)
+    finally:
+        store.close()
+
+
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
+    """The statements read_page sends for documents, with their parameters, from now on."""
+    statements: list[tuple[str, list[Any]]] = []
+    original = pgwindows._read
+
+    def counted(conn: Any, sql: str, params: list[Any], *, prepare: bool) -> list[bytes]:
+        statements.append((sql, params))
+        return original(conn, sql, params, prepare=prepare)
+
+    monkeypatch.setattr(pgwindows, "_read", counted)
+    return statements
+
+
+def test_search_reads_infix_patterns_by_windows(
+    loaded: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = time_stats(loaded)
     assert len(stats.bounds) > 100  # the finer histogram (600 recordings, all sampled)
-    reads = []
+    pages = []
     original = pgwindows.read_page
 
     def counted(*args: Any, **kwargs: Any) -> list[bytes]:
-        reads.append(args[3])
+        pages.append(args[3])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(pgwindows, "read_page", counted)
-    for params in queries(store):
-        ids = [d["id"] for d in store.search(CCID, parse_query(params), limit=10_000)]
-        assert ids == expected_ids(store, params), params
-    assert len(reads) == (len(queries(store)) if in_order else 0)
+    for params in queries(loaded):
+        ids = [d["id"] for d in loaded.search(CCID, parse_query(params), limit=10_000)]
+        assert ids == expected_ids(loaded, params), params
+    assert len(pages) == len(queries(loaded))
+    # Not with an exact number (its own index gives the page in order), nor without infix.
+    for params in [
+        {"callerPhoneNumber": "*555*", "dialedPhoneNumber": "18005550199"},
+        {"callerPhoneNumber": "1650*"},
+        {"callerPhoneNumber": "*55"},
+    ]:
+        ids = [d["id"] for d in loaded.search(CCID, parse_query(params), limit=10_000)]
+        assert ids == expected_ids(loaded, params), params
+    assert len(pages) == len(queries(loaded))
 
 
-def test_a_page_ends_after_the_first_windows_when_the_table_is_in_time_order(
+def test_a_page_of_a_common_pattern_reads_a_few_windows(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = open_loaded(pg_url, recordings())
     try:
-        read: list[list[Any]] = []
-        original = pgwindows._window
-
-        def counted(conn: Any, sql: str, params: list[Any]) -> list[bytes]:
-            read.append(params[-3:])
-            return original(conn, sql, params)
-
-        monkeypatch.setattr(pgwindows, "_window", counted)
+        statements = reads(monkeypatch)
         params = {"dialedPhoneNumber": "*555*"}  # most recordings'
         stats = time_stats(store)
         with store._conn() as conn:
@@ -153,38 +192,43 @@ def test_a_page_ends_after_the_first_windows_when_the_table_is_in_time_order(
                 conn, stats, CCID, parse_query(params), limit=5, after=None, region=None
             )
         assert [decode(blob)["id"] for blob in blobs] == expected_ids(store, params)[:5]
-        # Windows of 2 then 8 buckets of the histogram: 10 of its 600 recordings' starts.
-        assert len(read) < len(windows(stats, None, None)), read
-        covered = [s for s in stats.bounds if s < read[-1][1]]
-        assert len(covered) < len(stats.bounds) / 4, (len(covered), len(stats.bounds))
+        assert all("&&" in sql for sql, _ in statements)  # no rest
+        assert 1 <= len(statements) <= 3, statements
+        # The windows cover a small part of the time the recordings span.
+        covered = statements[-1][1][-2] - statements[0][1][-3]
+        assert covered < (stats.bounds[-1] - stats.bounds[0]) / 4
     finally:
         store.close()
 
 
-def test_windows_cover_the_range_in_order_and_grow() -> None:
-    stats = TimeStats(tuple(range(0, 1001, 10)), 1.0)  # 100 buckets of 10 ms
-    found = windows(stats, None, None)
-    assert found[0] == (None, 20)
-    assert [w[1] - w[0] for w in found[1:-1] if w[0] is not None] == [80, 320]
-    assert found[-1] == (420, 2**63 - 1)
-    # From a bound within the histogram, to one before its end: the last window stops there.
-    assert windows(stats, 15, 200) == [(15, 40), (40, 120), (120, 201)]
-    # Before and after the histogram.
-    assert windows(stats, -500, -100) == [(-500, -99)]
-    assert windows(stats, 5000, None) == [(5000, 2**63 - 1)]
-    for low, high in [(None, None), (15, 200), (999, 1000), (0, 0)]:
-        found = windows(stats, low, high)
-        assert all(a[1] == b[0] for a, b in zip(found, found[1:], strict=False))
-        assert found[-1][1] == (2**63 - 1 if high is None else high + 1)
+def test_windows_end_at_whole_time_buckets_and_grow_with_what_was_found() -> None:
+    bucket = 1 << pgwindows.BUCKET_BITS
+    stats = TimeStats(tuple(range(0, 100 * bucket + 1, bucket // 2)))  # 2 per time bucket
+    assert window_end(stats, 0, 1, 10**18) == bucket  # the bucket of the next bound, whole
+    assert window_end(stats, 0, 4, 10**18) == 3 * bucket
+    assert window_end(stats, bucket, 1, 10**18) == 2 * bucket
+    assert window_end(stats, 0, 4, bucket + 5) == bucket + 5  # never past the end
+    assert window_end(stats, 0, 10**6, 7) == 7  # past the histogram: to the end
+    assert window_end(TimeStats(()), 0, 1, 99) == 99  # no histogram: one window
+    assert spanned(stats, 0, 3 * bucket) == 6
+    assert spanned(stats, 0, 1) == 1  # at least one
+    assert next_size(read=2, found=0, needed=100, size=2) == 8  # nothing yet: four times
+    # 10 found in 4 buckets: 90 more need about 36, and some more...
+    assert next_size(read=4, found=10, needed=90, size=4) == 16  # ...but at most 4 times
+    assert next_size(read=40, found=50, needed=50, size=8) == pytest.approx(pgwindows.MARGIN * 40)
 
 
-def test_schema_8_adds_the_range_index_and_the_finer_histogram(pg_url: str) -> None:
+def test_schema_8_gives_the_trigram_indexes_their_time_bucket(pg_url: str) -> None:
     store = open_loaded(pg_url, recordings(50))
     store.close()
-    import psycopg
-
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("DROP INDEX recordings_by_start_range")
+        for name in pgwindows.INDEXES:  # as schema 7 had them
+            conn.execute(f"DROP INDEX {name}".encode())
+        for column in ("caller", "dialed"):
+            conn.execute(
+                f"CREATE INDEX recordings_{column}_trgm ON recordings"
+                f" USING gin ({column} gin_trgm_ops)".encode()
+            )
         conn.execute("ALTER TABLE recordings ALTER COLUMN start_ms SET STATISTICS -1")
         conn.execute("DELETE FROM schema_migrations WHERE version = 8")
     store = open_store(pg_url)
@@ -196,10 +240,17 @@ def test_schema_8_adds_the_range_index_and_the_finer_histogram(pg_url: str) -> N
                 " WHERE a.attrelid = 'recordings'::regclass AND a.attname = 'start_ms'"
             ).fetchone()
             assert row == (pgwindows.STATISTICS,)
-            kind = conn.execute(
-                "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
-                " WHERE c.oid = 'recordings_by_start_range'::regclass"
-            ).fetchone()
-            assert kind == ("brin",)
+            indexes = dict(
+                conn.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE schemaname = current_schema() AND indexdef LIKE '%gin_trgm_ops%'"
+                ).fetchall()
+            )
+        assert set(indexes) == set(pgwindows.INDEXES)
+        assert all("(start_ms >> 26)" in ddl for ddl in indexes.values()), indexes
+        query = parse_query({"dialedPhoneNumber": "*555*"})
+        ids = [d["id"] for d in store.search(CCID, query, limit=1000)]
+        assert ids
+        assert ids == expected_ids(store, {"dialedPhoneNumber": "*555*"})
     finally:
         store.close()

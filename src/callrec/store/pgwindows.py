@@ -1,27 +1,29 @@
 """Infix number patterns on PostgreSQL: trigram candidates one window of time at a time.
 
 An infix pattern (``*4668*``) finds its candidates in a number's pg_trgm GIN index, and
-PostgreSQL reads a table row per candidate to check it: at 10 million recordings a pattern
-matching thousands read as many table pages (85-117 ms) to sort them and keep the first
-100, and walking the time order instead reads a table row per recording until the page is
-full. ``recordings_by_start_range`` is a BRIN index of ``start_ms``: per range of table
-pages, their earliest and latest start. A window's statement ANDs the trigram candidates
-with the page ranges whose starts reach the window, so only the window's candidates are
-read.
+PostgreSQL reads a table row per candidate to check it and sort it: at 10 million recordings
+a pattern matching thousands read as many table rows (15-120 ms) for a page of 100, and the
+trigrams of a four-digit pattern are each in about 1% of the numbers, so reading them whole
+costs milliseconds whatever the pattern matches.
 
-Windows follow each other from the page's first possible start (the query's ``startTime``
-or the cursor), sized by PostgreSQL's histogram of ``start_ms`` (each bucket holds about as
-many recordings): the first spans ``FIRST_BUCKETS``, each next one four times as many. Each
-gives its matches in (start_ms, id) order, and the windows do not overlap, so the page is
-their matches in turn until it is full: exact, whatever the order rows were written in. That
-order decides the cost: recordings are mostly written in the order their calls happen, which
-PostgreSQL's statistics show as the correlation of ``start_ms`` with the rows' places in the
-table. Below ``IN_ORDER``, page ranges hold any start and windows are not used.
+The trigram indexes therefore carry a second key, the recording's time bucket (``start_ms >>
+BUCKET_BITS``, about 18.6 hours). A window's statement asks for the pattern's trigrams AND one
+of the window's buckets: the GIN index intersects them itself, reading the trigrams' entries
+of those buckets only, and a table row is read per candidate of the window.
+
+Windows follow each other from the first recording the page may hold (at or after the query's
+``startTime`` and the cursor), sized by PostgreSQL's histogram of ``start_ms`` (each of its
+``STATISTICS`` buckets holds about as many recordings): the first spans ``FIRST_BUCKETS``,
+each next one four times as many, cut at whole time buckets. Each gives its matches in
+(start_ms, id) order and they do not overlap, so the page is their matches in turn until it is
+full: exact, whatever order the rows were written in. What is left once a window would span
+more than ``MAX_TIME_BUCKETS`` is read by PostgreSQL's own plan.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,39 +33,37 @@ from callrec.query import RecordingQuery
 from callrec.store import SearchKey
 from callrec.store.sqlsearch import POSTGRES, Plan, search_where
 
-FIRST_BUCKETS = 2  # histogram buckets of the first window; each next window has four times more
-IN_ORDER = 0.9  # least correlation of start_ms with the table's order for windows to pay
+BUCKET_BITS = 26  # time buckets of 2**26 ms (about 18.6 hours) in the trigram indexes
+BUCKET = f"ARRAY[start_ms >> {BUCKET_BITS}]"  # the indexes' second key, as an expression
+INDEXES = {
+    f"recordings_{column}_trgm_by_time": f"CREATE INDEX IF NOT EXISTS recordings_{column}"
+    f"_trgm_by_time ON recordings USING gin ({column} gin_trgm_ops, ({BUCKET}))"
+    for column in ("caller", "dialed")
+}
+FIRST_BUCKETS = 1  # histogram buckets of the first window (then sized by the matches found)
+MARGIN = 1.25  # a next window is this much larger than the matches found so far say it needs
+MAX_TIME_BUCKETS = 512  # a window of more time buckets: the rest is read by PostgreSQL's plan
 STATISTICS = 1000  # histogram buckets of start_ms (PostgreSQL's default is 100)
-INDEX = (
-    "CREATE INDEX recordings_by_start_range ON recordings USING brin (start_ms)"
-    " WITH (pages_per_range = 16, autosummarize = on)"
-)
 
 
 @dataclass(frozen=True, slots=True)
 class TimeStats:
-    """``start_ms`` as PostgreSQL's statistics see it."""
+    """``start_ms`` as PostgreSQL's statistics see it: about as many recordings between each
+    two bounds of the histogram."""
 
-    bounds: tuple[int, ...]  # the histogram: about as many recordings between each two
-    correlation: float  # of start_ms with the rows' order in the table, -1 to 1
-
-    @property
-    def in_order(self) -> bool:
-        return self.correlation >= IN_ORDER and len(self.bounds) > 2
+    bounds: tuple[int, ...]
 
 
-NO_STATS = TimeStats((), 0.0)
+NO_STATS = TimeStats(())
 
 
 def load_time_stats(conn: psycopg.Connection[Any]) -> TimeStats:
     row = conn.execute(
-        "SELECT histogram_bounds::text::bigint[], correlation FROM pg_stats"
+        "SELECT histogram_bounds::text::bigint[] FROM pg_stats"
         " WHERE schemaname = current_schema() AND tablename = 'recordings'"
         " AND attname = 'start_ms'"
     ).fetchone()
-    if row is None or row[0] is None or row[1] is None:
-        return NO_STATS
-    return TimeStats(tuple(row[0]), float(row[1]))
+    return NO_STATS if row is None or row[0] is None else TimeStats(tuple(row[0]))
 
 
 def has_infix(query: RecordingQuery) -> bool:
@@ -81,21 +81,34 @@ def _infix(pattern: str) -> bool:
     )
 
 
-def windows(stats: TimeStats, low: int | None, high: int | None) -> list[tuple[int | None, int]]:
-    """``(from, before)`` of the windows between ``low`` and ``high`` (inclusive, None for no
-    bound), in order; the last one's ``before`` is past ``high``."""
-    end = (2**63 - 1) if high is None else high + 1
+def window_end(stats: TimeStats, start: int, size: float, end: int) -> int:
+    """Where a window from ``start`` spanning about ``size`` buckets of the histogram ends:
+    at the end of a time bucket, or at ``end``."""
     bounds = stats.bounds
-    place = 0 if low is None else bisect.bisect_right(bounds, low)
-    found: list[tuple[int | None, int]] = []
-    start, buckets = low, FIRST_BUCKETS
-    while True:
-        place += buckets
-        if place >= len(bounds) - 1 or bounds[place] >= end:
-            found.append((start, end))
-            return found
-        found.append((start, bounds[place]))
-        start, buckets = bounds[place], buckets * 4
+    place = bisect.bisect_right(bounds, start) + max(1, math.ceil(size)) - 1
+    if place >= len(bounds):
+        return end
+    return min(end, ((bounds[place] >> BUCKET_BITS) + 1) << BUCKET_BITS)
+
+
+def spanned(stats: TimeStats, start: int, before: int) -> float:
+    """About how many buckets of the histogram lie between ``start`` and ``before``."""
+    bounds = stats.bounds
+    return max(1.0, float(bisect.bisect_left(bounds, before) - bisect.bisect_left(bounds, start)))
+
+
+def next_size(read: float, found: int, needed: int, size: float) -> float:
+    """The next window's size, in buckets of the histogram: enough for the matches still
+    needed at the rate found so far (and some more), but at most four times what was read
+    (a rate from a few matches can be far off); four times the last one while nothing
+    matched."""
+    if found == 0:
+        return size * 4
+    return min(MARGIN * needed * read / found, 4 * read)
+
+
+def _buckets(start: int, before: int) -> list[int]:
+    return list(range(start >> BUCKET_BITS, ((before - 1) >> BUCKET_BITS) + 1))
 
 
 def read_page(
@@ -110,31 +123,81 @@ def read_page(
 ) -> list[bytes]:
     """The stored documents of one page, window after window."""
     where, params = search_where(POSTGRES, ccid, query, after=after, region=region, plan=Plan())
-    # The time index (ccid, start_ms, id) would answer a window by reading a table row per
-    # recording in it: its ccid is left out of reach (a no-op on the value), so the window is
-    # the BRIN index's, ANDed with the trigram candidates.
-    where = where.replace("r.ccid = ?", "(r.ccid || '') = ?", 1)
-    sql = (
-        f"SELECT r.document FROM recordings r WHERE {where}"
-        " AND r.start_ms >= ? AND r.start_ms < ? ORDER BY r.start_ms, r.id LIMIT ?"
-    ).replace("?", "%s")
-    low = _low(query, after)
     page: list[bytes] = []
-    with conn.transaction():  # one snapshot for every window
-        for start, before in windows(stats, low, query.end_before):
-            bounds = [-(2**63) if start is None else start, before, limit - len(page)]
-            page += _window(conn, sql, [*params, *bounds])
-            if len(page) == limit:
+    with conn.transaction():
+        # One snapshot for every window. The time index (ccid, start_ms, id) would answer a
+        # window by reading a table row per recording in it: the windows leave it out of
+        # reach (ccid || '', a no-op on the value), and a plan of their own, made once per
+        # connection, takes the trigrams and the buckets from the GIN index (planning each
+        # window took 1.5-3.5 ms at 10M).
+        conn.execute(
+            b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;"
+            b" SET LOCAL plan_cache_mode = force_generic_plan"
+        )
+        span = _span(conn, ccid, query, after)
+        if span is None:
+            return []
+        by_window = (
+            "SELECT r.document FROM recordings r WHERE "
+            + where.replace("r.ccid = ?", "(r.ccid || '') = ?", 1)
+            + f" AND ARRAY[r.start_ms >> {BUCKET_BITS}] && ?::bigint[]"
+            " AND r.start_ms >= ? AND r.start_ms < ?"
+            " ORDER BY r.start_ms, r.id LIMIT ?"
+        )
+        start, last, indexed = span
+        end = 1 + (last if query.end_before is None else min(last, query.end_before))
+        size, read = float(FIRST_BUCKETS), 0.0
+        while indexed and start < end:
+            before = window_end(stats, start, size, end)
+            buckets = _buckets(start, before)
+            if len(buckets) > MAX_TIME_BUCKETS:
                 break
+            bounds = [buckets, start, before, limit - len(page)]
+            page += _read(conn, by_window, [*params, *bounds], prepare=True)
+            if len(page) == limit:
+                return page
+            read += spanned(stats, start, before)
+            size = next_size(read, len(page), limit - len(page), size)
+            start = before
+        if start >= end:
+            return page  # every recording the page may hold was in a window
+        conn.execute("SET LOCAL plan_cache_mode = auto")
+        rest = f"SELECT r.document FROM recordings r WHERE {where} AND r.start_ms >= ?"
+        params = [*params, start]
+        rest += " ORDER BY r.start_ms, r.id LIMIT ?"
+        page += _read(conn, rest, [*params, limit - len(page)], prepare=False)
     return page
 
 
-def _window(conn: psycopg.Connection[Any], sql: str, params: list[Any]) -> list[bytes]:
-    """One window's matches, up to what the page still needs."""
-    # Planned with its values: how many candidates a pattern has varies a thousandfold.
-    return [row[0] for row in conn.execute(sql.encode(), params, prepare=False)]
+def _span(
+    conn: psycopg.Connection[Any], ccid: str, query: RecordingQuery, after: SearchKey | None
+) -> tuple[int, int, bool] | None:
+    """The starts of the contact center's first recording the page may hold, whatever its
+    numbers, and of its last recording (an entry of the time index each); and whether the
+    trigram indexes are there (a load into an empty database drops them until its end)."""
+    first = "SELECT start_ms FROM recordings WHERE ccid = %s"
+    params: list[Any] = [ccid]
+    if query.start_from is not None:
+        first += " AND start_ms >= %s"
+        params.append(query.start_from)
+    if after is not None:
+        first += " AND (start_ms, id) > (%s, %s)"
+        params += list(after)
+    row = conn.execute(
+        f"SELECT ({first} ORDER BY start_ms, id LIMIT 1),"
+        " (SELECT max(start_ms) FROM recordings WHERE ccid = %s),"
+        " (SELECT count(*) FROM pg_class WHERE relname = ANY(%s)"
+        " AND relnamespace = current_schema()::regnamespace)".encode(),
+        [*params, ccid, list(INDEXES)],
+        prepare=True,
+    ).fetchone()
+    assert row is not None
+    return None if row[0] is None else (int(row[0]), int(row[1]), row[2] == len(INDEXES))
 
 
-def _low(query: RecordingQuery, after: SearchKey | None) -> int | None:
-    starts = [s for s in (query.start_from, None if after is None else after[0]) if s is not None]
-    return max(starts) if starts else None
+def _read(
+    conn: psycopg.Connection[Any], sql: str, params: list[Any], *, prepare: bool
+) -> list[bytes]:
+    """One statement's documents."""
+    statement = sql.replace("?", "%s").encode()
+    return [row[0] for row in conn.execute(statement, params, prepare=prepare)]
