@@ -179,6 +179,50 @@ def test_search_reads_infix_patterns_by_windows(
     assert len(pages) == len(queries(loaded))
 
 
+def test_recordings_at_the_edge_of_a_time_bucket_are_read_once(pg_url: str) -> None:
+    """Windows end where time buckets do: a recording starting there is in the next one."""
+    bucket = 1 << pgwindows.BUCKET_BITS
+    storages = Storages({})
+    docs = []
+    for i, doc in enumerate(demo_recordings(60, seed=8, ccid=CCID, media=False)):
+        start = (27_000 + i // 3) * bucket + (i % 3 - 1)  # just before, at, just after
+        doc["startTime"] = format_instant(start)
+        doc["stopTime"] = format_instant(start + 60_000)
+        doc["callerPhoneNumber"] = "16505550123"
+        docs.append(prepare(storages, doc, CCID))
+    store = open_loaded(pg_url, docs)
+    try:
+        params = {"callerPhoneNumber": "*5550*"}
+        expected = expected_ids(store, params)
+        assert len(expected) == 60
+        for limit in (1, 2, 3, 5):
+            assert window_pages(store, params, limit) == expected, limit
+    finally:
+        store.close()
+
+
+def test_a_prefix_or_suffix_is_read_by_windows_when_its_range_is_long(
+    loaded: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pgwindows, "COLLECT_UP_TO", 20)
+    by_windows = []
+    for pattern in ["1*", "+1*", "1650*", "*5", "*0199", "*00*99", "44*", "*zz"]:
+        for column in ("callerPhoneNumber", "dialedPhoneNumber"):
+            params = {column: pattern}
+            query = parse_query(params)
+            with loaded._conn() as conn:
+                chosen = pgwindows.by_windows(conn, CCID, query)
+            matches = len(expected_ids(loaded, params))
+            if chosen:
+                by_windows.append(params)
+            else:  # the range counted holds every match, and more
+                assert matches < 20, (params, matches)
+            ids = [d["id"] for d in loaded.search(CCID, query, limit=7)]
+            assert ids == expected_ids(loaded, params)[:7], params
+    assert by_windows  # some ranges are long...
+    assert len(by_windows) < 16  # ...not all
+
+
 def test_a_page_of_a_common_pattern_reads_a_few_windows(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,14 +248,17 @@ def test_a_page_of_a_common_pattern_reads_a_few_windows(
 def test_windows_end_at_whole_time_buckets_and_grow_with_what_was_found() -> None:
     bucket = 1 << pgwindows.BUCKET_BITS
     stats = TimeStats(tuple(range(0, 100 * bucket + 1, bucket // 2)))  # 2 per time bucket
-    assert window_end(stats, 0, 1, 10**18) == bucket  # the bucket of the next bound, whole
-    assert window_end(stats, 0, 4, 10**18) == 3 * bucket
-    assert window_end(stats, bucket, 1, 10**18) == 2 * bucket
+    far = 10**18
+    assert window_end(stats, 0, 1, far) == bucket  # up to the next bound, in whole buckets
+    assert window_end(stats, 0, 0.1, far) == bucket  # at least the time bucket of start
+    assert window_end(stats, 0, 4, far) == 3 * bucket  # 4 halves, then the bucket of that time
+    assert window_end(stats, bucket, 2, far) == 3 * bucket
     assert window_end(stats, 0, 4, bucket + 5) == bucket + 5  # never past the end
     assert window_end(stats, 0, 10**6, 7) == 7  # past the histogram: to the end
     assert window_end(TimeStats(()), 0, 1, 99) == 99  # no histogram: one window
     assert spanned(stats, 0, 3 * bucket) == 6
-    assert spanned(stats, 0, 1) == 1  # at least one
+    assert spanned(stats, 0, bucket // 4) == pytest.approx(0.5)  # within a bucket: in proportion
+    assert spanned(stats, -5 * bucket, -bucket) == 0.01  # before the histogram: next to nothing
     assert next_size(read=2, found=0, needed=100, size=2) == 8  # nothing yet: four times
     # 10 found in 4 buckets: 90 more need about 36, and some more...
     assert next_size(read=4, found=10, needed=90, size=4) == 16  # ...but at most 4 times

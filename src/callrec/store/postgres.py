@@ -488,7 +488,7 @@ class PostgresStore:
         region: str | None = None,
     ) -> list[Document]:
         with self._conn() as conn:
-            if not query.user and pgwindows.has_infix(query):
+            if not query.user and pgwindows.by_windows(conn, ccid, query):
                 times = self._time_stats(conn)
                 blobs = pgwindows.read_page(
                     conn, times, ccid, query, limit=limit, after=after, region=region
