@@ -8,7 +8,7 @@ costs milliseconds whatever the pattern matches. A prefix or a suffix has a B-tr
 its own, but one of tens of thousands of numbers is as many entries to sort.
 
 The trigram indexes therefore carry a second key, the recording's time bucket (``start_ms >>
-BUCKET_BITS``, about 18.6 hours). A window's statement asks for the pattern's trigrams AND one
+BUCKET_BITS``, about 37 hours). A window's statement asks for the pattern's trigrams AND one
 of the window's buckets: the GIN index intersects them itself, reading the trigrams' entries
 of those buckets only, and a table row is read per candidate of the window.
 
@@ -34,7 +34,7 @@ from callrec.query import RecordingQuery
 from callrec.store import SearchKey
 from callrec.store.sqlsearch import POSTGRES, Plan, search_where
 
-BUCKET_BITS = 26  # time buckets of 2**26 ms (about 18.6 hours) in the trigram indexes
+BUCKET_BITS = 27  # time buckets of 2**27 ms (about 37 hours) in the trigram indexes
 BUCKET = f"ARRAY[start_ms >> {BUCKET_BITS}]"  # the indexes' second key, as an expression
 INDEXES = {
     f"recordings_{column}_trgm_by_time": f"CREATE INDEX IF NOT EXISTS recordings_{column}"
