@@ -301,3 +301,27 @@ def test_schema_8_gives_the_trigram_indexes_their_time_bucket(pg_url: str) -> No
         assert ids == expected_ids(store, {"dialedPhoneNumber": "*555*"})
     finally:
         store.close()
+
+
+def test_windows_and_names_ranges_are_planned_once_per_connection(pg_url: str) -> None:
+    """Not for each of a statement's first five runs, as PostgreSQL would for its values."""
+    store = open_loaded(pg_url, recordings(200))
+    try:
+        with store._pool.connection() as conn:  # the pool's only connection so far
+            conn.execute("DEALLOCATE ALL")
+        for _ in range(3):
+            for params in [
+                {"dialedPhoneNumber": "*555*"},
+                {"userName": "alice* OR bob* OR carol*"},
+            ]:
+                ids = [d["id"] for d in store.search(CCID, parse_query(params), limit=5)]
+                assert ids == expected_ids(store, params)[:5]
+        with store._pool.connection() as conn:
+            plans = conn.execute(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE '%&&%' OR statement LIKE '%UNION ALL%'"
+            ).fetchall()
+        assert len(plans) == 2, plans
+        assert all(generic >= 3 and custom == 0 for _, generic, custom in plans), plans
+    finally:
+        store.close()

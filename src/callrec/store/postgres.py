@@ -498,8 +498,15 @@ class PostgresStore:
             if statement is None:
                 return []
             sql, params, prepare = statement
-            rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=prepare).fetchall()
-        return [decode(row[0]) for row in rows]
+            if not prepare:
+                rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=prepare)
+                return [decode(row[0]) for row in rows]
+            # Planned once per connection: PostgreSQL would otherwise plan each of a
+            # statement's first five runs for its values (merging 50 names' ranges: 5 ms each).
+            with conn.transaction():
+                conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=True)
+                return [decode(row[0]) for row in rows]
 
     def _search_statement(
         self,
