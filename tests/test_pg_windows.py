@@ -12,20 +12,12 @@ import pytest
 from callrec.demo import demo_recordings
 from callrec.ingest import prepare
 from callrec.media.locations import Storages
-from callrec.query import format_instant, matches, parse_instant, parse_query
-from callrec.store import open_store, pgwindows, search_key
+from callrec.query import RecordingQuery, format_instant, parse_query
+from callrec.store import SearchKey, open_store, pgwindows
 from callrec.store.doccodec import decode
 from callrec.store.pgwindows import TimeStats, next_size, spanned, window_end
 from callrec.store.postgres import PostgresStore
-
-CCID = "cc1"
-PATTERNS = ["*4668*", "*555*", "*650*", "*800*55*", "*123*", "*ALICE*", "*0000*"]
-
-
-def recordings(count: int = 600) -> list[dict[str, Any]]:
-    storages = Storages({})
-    docs = demo_recordings(count, seed=5, ccid=CCID, media=False)
-    return [prepare(storages, doc, CCID) for doc in docs]
+from pattern_cases import CCID, all_pages, expected_ids, queries, recordings
 
 
 def open_loaded(url: str, docs: list[dict[str, Any]]) -> PostgresStore:
@@ -51,12 +43,6 @@ def loaded(request: pytest.FixtureRequest, pg_url: str) -> Iterator[PostgresStor
         store.close()
 
 
-def expected_ids(store: PostgresStore, params: dict[str, str]) -> list[str]:
-    everything = store.search(CCID, parse_query({"startTime": "0"}), limit=100_000)
-    query = parse_query(params)
-    return [d["id"] for d in sorted((d for d in everything if matches(query, d)), key=search_key)]
-
-
 def time_stats(store: PostgresStore) -> TimeStats:
     with store._conn() as conn:
         return pgwindows.load_time_stats(conn)
@@ -64,38 +50,15 @@ def time_stats(store: PostgresStore) -> TimeStats:
 
 def window_pages(store: PostgresStore, params: dict[str, str], limit: int) -> list[str]:
     """Every page through the windows themselves (whatever the store would choose)."""
-    query, after, ids = parse_query(params), None, []
     stats = time_stats(store)
-    while True:
+
+    def read(query: RecordingQuery, after: SearchKey | None, limit: int) -> list[bytes]:
         with store._conn() as conn:
-            blobs = pgwindows.read_page(
+            return pgwindows.read_page(
                 conn, stats, CCID, query, limit=limit, after=after, region=None
             )
-        docs = [decode(blob) for blob in blobs]
-        ids += [d["id"] for d in docs]
-        if len(docs) < limit:
-            return ids
-        after = search_key(docs[-1])
 
-
-def queries(store: PostgresStore) -> list[dict[str, str]]:
-    rng = random.Random(9)
-    starts = [
-        d["startTime"] for d in store.search(CCID, parse_query({"startTime": "0"}), limit=1000)
-    ]
-    out = []
-    for pattern in PATTERNS:
-        out.append({"callerPhoneNumber": pattern})
-        out.append({"dialedPhoneNumber": pattern, "callerPhoneNumber": "*1*"})
-        low, high = sorted(parse_instant(rng.choice(starts), "s") for _ in range(2))
-        out.append(
-            {
-                "callerPhoneNumber": pattern,
-                "startTime": format_instant(low),
-                "endTime": format_instant(high),
-            }
-        )
-    return out
+    return all_pages(read, params, limit)
 
 
 @pytest.mark.parametrize("limit", [1, 7, 100])

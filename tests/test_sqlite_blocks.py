@@ -13,28 +13,17 @@ from typing import Any
 
 import pytest
 
-from callrec.demo import demo_recordings
-from callrec.ingest import prepare
-from callrec.media.locations import Storages
-from callrec.query import format_instant, matches, parse_instant, parse_query
-from callrec.store import open_store, search_key, sqliteblocks
+from callrec.query import RecordingQuery, format_instant, parse_instant, parse_query
+from callrec.store import SearchKey, open_store, sqliteblocks
 from callrec.store.doccodec import decode
 from callrec.store.sqlite import SQLiteStore
 from callrec.store.sqlsearch import Plan
-
-CCID = "cc1"
-PATTERNS = ["*4668*", "*555*", "*650*", "*800*55*", "*123*", "*ALICE*", "*0000*"]
+from pattern_cases import CCID, all_pages, expected_ids, queries, recordings
 
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqliteblocks, "BLOCK_BITS", 3)
-
-
-def recordings(count: int = 600) -> list[dict[str, Any]]:
-    storages = Storages({})
-    docs = demo_recordings(count, seed=5, ccid=CCID, media=False)
-    return [prepare(storages, doc, CCID) for doc in docs]
 
 
 def open_loaded(path: Path, docs: list[dict[str, Any]]) -> SQLiteStore:
@@ -63,46 +52,16 @@ def loaded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SQL
         store.close()
 
 
-def expected_ids(store: SQLiteStore, params: dict[str, str]) -> list[str]:
-    everything = store.search(CCID, parse_query({"startTime": "0"}), limit=100_000)
-    query = parse_query(params)
-    return [d["id"] for d in sorted((d for d in everything if matches(query, d)), key=search_key)]
-
-
 def block_pages(store: SQLiteStore, params: dict[str, str], limit: int) -> list[str]:
     """Every page through the block reading itself (whatever the plan would choose)."""
-    query, after, ids = parse_query(params), None, []
     plan = Plan(trigram_numbers=frozenset({"caller", "dialed"}))
-    while True:
-        conn = store._read()
-        blobs = sqliteblocks.read_page(
-            conn, CCID, query, plan, limit=limit, after=after, region=None
-        )
-        docs = [decode(blob) for blob in blobs]
-        ids += [d["id"] for d in docs]
-        if len(docs) < limit:
-            return ids
-        after = search_key(docs[-1])
 
-
-def queries(store: SQLiteStore) -> list[dict[str, str]]:
-    rng = random.Random(9)
-    starts = [
-        d["startTime"] for d in store.search(CCID, parse_query({"startTime": "0"}), limit=1000)
-    ]
-    out = []
-    for pattern in PATTERNS:
-        out.append({"callerPhoneNumber": pattern})
-        out.append({"dialedPhoneNumber": pattern})
-        low, high = sorted(parse_instant(rng.choice(starts), "s") for _ in range(2))
-        out.append(
-            {
-                "callerPhoneNumber": pattern,
-                "startTime": format_instant(low),
-                "endTime": format_instant(high),
-            }
+    def read(query: RecordingQuery, after: SearchKey | None, limit: int) -> list[bytes]:
+        return sqliteblocks.read_page(
+            store._read(), CCID, query, plan, limit=limit, after=after, region=None
         )
-    return out
+
+    return all_pages(read, params, limit)
 
 
 @pytest.mark.parametrize("limit", [1, 7, 100])

@@ -17,9 +17,9 @@ import logging
 import secrets
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -36,7 +36,6 @@ from callrec.store.pgremember import Remembered, notify
 from callrec.store.pgsearch import (
     NO_STATS,
     STATISTICS_TARGET,
-    NameStats,
     expand,
     load_name_stats,
     name_bits_sql,
@@ -45,6 +44,7 @@ from callrec.store.pgsearch import (
 )
 from callrec.store.sqlsearch import POSTGRES, Plan, search_sql
 
+T = TypeVar("T")
 C = 'COLLATE "C"'  # byte order and exact matching, whatever the database's collation
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -425,8 +425,7 @@ class PostgresStore:
             raise ConnectionError(
                 f"PostgreSQL did not answer within {timeout:g} s (CALLREC_DATABASE_URL)"
             ) from None
-        self._name_stats: tuple[float, NameStats] | None = None
-        self._times: tuple[float, pgwindows.TimeStats] | None = None
+        self._statistics_read: dict[Callable[[Any], Any], tuple[float, Any]] = {}
         self._remembered = Remembered(url, max(2, int(timeout)))
         self._loop_reads = LoopReads(url, timeout, session)
         try:
@@ -489,24 +488,36 @@ class PostgresStore:
     ) -> list[Document]:
         with self._conn() as conn:
             if not query.user and pgwindows.by_windows(conn, ccid, query):
-                times = self._time_stats(conn)
+                times = self._statistics(conn, pgwindows.load_time_stats)
                 blobs = pgwindows.read_page(
                     conn, times, ccid, query, limit=limit, after=after, region=region
                 )
-                return [decode(blob) for blob in blobs]
-            statement = self._search_statement(conn, ccid, query, limit, after, region)
-            if statement is None:
-                return []
-            sql, params, prepare = statement
-            if not prepare:
-                rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=prepare)
-                return [decode(row[0]) for row in rows]
-            # Planned once per connection: PostgreSQL would otherwise plan each of a
-            # statement's first five runs for its values (merging 50 names' ranges: 5 ms each).
-            with conn.transaction():
-                conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                rows = conn.execute(sql.replace("?", "%s").encode(), params, prepare=True)
-                return [decode(row[0]) for row in rows]
+            else:
+                blobs = self._read_page(conn, ccid, query, limit, after, region)
+        return [decode(blob) for blob in blobs]
+
+    def _read_page(
+        self,
+        conn: psycopg.Connection[Any],
+        ccid: str,
+        query: RecordingQuery,
+        limit: int,
+        after: SearchKey | None,
+        region: str | None,
+    ) -> list[bytes]:
+        """The stored documents of one page, by one statement."""
+        statement = self._search_statement(conn, ccid, query, limit, after, region)
+        if statement is None:
+            return []
+        sql, params, prepare = statement
+        text = sql.replace("?", "%s").encode()
+        if prepare is not True:
+            return [row[0] for row in conn.execute(text, params, prepare=prepare)]
+        # Planned once per connection: PostgreSQL would otherwise plan each of a statement's
+        # first five runs for its values (merging 50 names' ranges: 5 ms each).
+        with conn.transaction():
+            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            return [row[0] for row in conn.execute(text, params, prepare=True)]
 
     def _search_statement(
         self,
@@ -536,7 +547,11 @@ class PostgresStore:
             return sql, params, False if by_value else None
         # userName: ordered ranges of the names index (pgsearch).
         expanded = expand(conn, ccid, query.user)
-        stats = self._stats(conn) if needs_stats(query.user, expanded) else NO_STATS
+        stats = (
+            self._statistics(conn, load_name_stats)
+            if needs_stats(query.user, expanded)
+            else NO_STATS
+        )
         names = plan_names(query.user, expanded, stats, limit)
         if names.branches is None:  # wildcards standing for too many names
             plan = Plan(dense_names=names.dense)
@@ -553,21 +568,15 @@ class PostgresStore:
         # (merging many branches takes milliseconds to plan).
         return sql, params, keys_only
 
-    def _stats(self, conn: psycopg.Connection[Any]) -> NameStats:
-        """PostgreSQL's statistics of names, read again at most every STATS_SECONDS."""
+    def _statistics(self, conn: psycopg.Connection[Any], load: Callable[[Any], T]) -> T:
+        """PostgreSQL's statistics as ``load`` reads them (of names, of start_ms), read
+        again at most every STATS_SECONDS."""
         now = time.monotonic()
-        cached = self._name_stats
+        cached = self._statistics_read.get(load)
         if cached is None or now - cached[0] > STATS_SECONDS:
-            cached = self._name_stats = (now, load_name_stats(conn))
-        return cached[1]
-
-    def _time_stats(self, conn: psycopg.Connection[Any]) -> pgwindows.TimeStats:
-        """PostgreSQL's statistics of start_ms, read again at most every STATS_SECONDS."""
-        now = time.monotonic()
-        cached = self._times
-        if cached is None or now - cached[0] > STATS_SECONDS:
-            cached = self._times = (now, pgwindows.load_time_stats(conn))
-        return cached[1]
+            cached = self._statistics_read[load] = (now, load(conn))
+        value: T = cached[1]
+        return value
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
         return [r if isinstance(r, GWSError) else r.doc for r in self._save(ccid, recordings)]
@@ -776,7 +785,7 @@ class PostgresStore:
         with self._conn() as conn:
             for table in ("recordings", "recording_names"):
                 _vacuum(conn, table, analyze=True)
-        self._name_stats = None
+        self._statistics_read.clear()  # read them again
 
     def ping(self) -> None:
         with self._conn() as conn:
