@@ -20,6 +20,12 @@ from callrec.store.postgres import PostgresStore
 from pattern_cases import CCID, all_pages, expected_ids, queries, recordings
 
 
+@pytest.fixture(autouse=True)
+def windows_at_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few hundred recordings over years: far fewer per time bucket than windows need."""
+    monkeypatch.setattr(pgwindows, "MIN_BUCKET_ROWS", 0)
+
+
 def open_loaded(url: str, docs: list[dict[str, Any]]) -> PostgresStore:
     store = open_store(url)
     assert isinstance(store, PostgresStore)
@@ -288,3 +294,29 @@ def test_windows_and_names_ranges_are_planned_once_per_connection(pg_url: str) -
         assert all(generic >= 3 and custom == 0 for _, generic, custom in plans), plans
     finally:
         store.close()
+
+
+def test_windows_wait_for_enough_recordings_per_time_bucket(
+    loaded: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = time_stats(loaded)
+    assert stats.rows == 600
+    assert stats.worth_it  # with no least number (this module's fixture)
+    monkeypatch.setattr(pgwindows, "MIN_BUCKET_ROWS", 4096)
+    assert not stats.worth_it
+    pages = []
+    original = pgwindows.read_page
+
+    def counted(*args: Any, **kwargs: Any) -> list[bytes]:
+        pages.append(args[3])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pgwindows, "read_page", counted)
+    for params in queries(loaded):
+        ids = [d["id"] for d in loaded.search(CCID, parse_query(params), limit=10_000)]
+        assert ids == expected_ids(loaded, params), params
+    assert not pages
+    bucket = 1 << pgwindows.BUCKET_BITS
+    assert TimeStats((0, 10 * bucket - 1), rows=40960).worth_it  # 4,096 in each of 10
+    assert not TimeStats((0, 10 * bucket - 1), rows=40950).worth_it
+    assert not TimeStats((), rows=10**9).worth_it  # no histogram yet

@@ -487,8 +487,8 @@ class PostgresStore:
         region: str | None = None,
     ) -> list[Document]:
         with self._conn() as conn:
-            if not query.user and pgwindows.by_windows(conn, ccid, query):
-                times = self._statistics(conn, pgwindows.load_time_stats)
+            times = None if query.user else self._statistics(conn, pgwindows.load_time_stats)
+            if times is not None and times.worth_it and pgwindows.by_windows(conn, ccid, query):
                 blobs = pgwindows.read_page(
                     conn, times, ccid, query, limit=limit, after=after, region=region
                 )
