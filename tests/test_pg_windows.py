@@ -120,12 +120,9 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[Any]]]:
     return statements
 
 
-def test_search_reads_infix_patterns_by_windows(
-    loaded: PostgresStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stats = time_stats(loaded)
-    assert len(stats.bounds) > 100  # the finer histogram (600 recordings, all sampled)
-    pages = []
+def window_reads(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The queries whose pages pgwindows.read_page reads, from now on."""
+    pages: list[Any] = []
     original = pgwindows.read_page
 
     def counted(*args: Any, **kwargs: Any) -> list[bytes]:
@@ -133,18 +130,32 @@ def test_search_reads_infix_patterns_by_windows(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(pgwindows, "read_page", counted)
-    for params in queries(loaded):
-        ids = [d["id"] for d in loaded.search(CCID, parse_query(params), limit=10_000)]
-        assert ids == expected_ids(loaded, params), params
+    return pages
+
+
+def assert_searches_exact(store: PostgresStore, cases: list[dict[str, str]]) -> None:
+    for params in cases:
+        ids = [d["id"] for d in store.search(CCID, parse_query(params), limit=10_000)]
+        assert ids == expected_ids(store, params), params
+
+
+def test_search_reads_infix_patterns_by_windows(
+    loaded: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stats = time_stats(loaded)
+    assert len(stats.bounds) > 100  # the finer histogram (600 recordings, all sampled)
+    pages = window_reads(monkeypatch)
+    assert_searches_exact(loaded, queries(loaded))
     assert len(pages) == len(queries(loaded))
     # Not with an exact number (its own index gives the page in order), nor without infix.
-    for params in [
-        {"callerPhoneNumber": "*555*", "dialedPhoneNumber": "18005550199"},
-        {"callerPhoneNumber": "1650*"},
-        {"callerPhoneNumber": "*55"},
-    ]:
-        ids = [d["id"] for d in loaded.search(CCID, parse_query(params), limit=10_000)]
-        assert ids == expected_ids(loaded, params), params
+    assert_searches_exact(
+        loaded,
+        [
+            {"callerPhoneNumber": "*555*", "dialedPhoneNumber": "18005550199"},
+            {"callerPhoneNumber": "1650*"},
+            {"callerPhoneNumber": "*55"},
+        ],
+    )
     assert len(pages) == len(queries(loaded))
 
 
@@ -304,17 +315,8 @@ def test_windows_wait_for_enough_recordings_per_time_bucket(
     assert stats.worth_it  # with no least number (this module's fixture)
     monkeypatch.setattr(pgwindows, "MIN_BUCKET_ROWS", 4096)
     assert not stats.worth_it
-    pages = []
-    original = pgwindows.read_page
-
-    def counted(*args: Any, **kwargs: Any) -> list[bytes]:
-        pages.append(args[3])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(pgwindows, "read_page", counted)
-    for params in queries(loaded):
-        ids = [d["id"] for d in loaded.search(CCID, parse_query(params), limit=10_000)]
-        assert ids == expected_ids(loaded, params), params
+    pages = window_reads(monkeypatch)
+    assert_searches_exact(loaded, queries(loaded))
     assert not pages
     bucket = 1 << pgwindows.BUCKET_BITS
     assert TimeStats((0, 10 * bucket - 1), rows=40960).worth_it  # 4,096 in each of 10
