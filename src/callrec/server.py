@@ -76,9 +76,14 @@ def build(app: Any, host: str, port: int, log_level: str) -> Server:
 
 def run(app: Any, host: str, port: int, log_level: str) -> None:
     """Serve ``app`` until SIGINT or SIGTERM, then shut down gracefully (lifespan included)."""
+    import gc
+
     import uvloop
 
     server = build(app, host, port, log_level)
+    # What start-up made (modules, the application, settings) lives as long as the process:
+    # out of the collector's sight, every full collection scans only what requests made.
+    gc.freeze()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
