@@ -5,13 +5,15 @@ recording: rows by primary key, each a round trip and a worker thread's hop. ``R
 keeps such rows for the event loop to use without either, for as long as they are known to
 hold:
 
-* every write callrec makes sends ``NOTIFY callrec_changes`` in its own transaction, and a
+* every change to the recordings and the users, by callrec or by hand, sends ``NOTIFY
+  callrec_changes`` in its own transaction (a trigger of each table, schema 9), and a
   ``LISTEN`` connection per process forgets every remembered row when one arrives (PostgreSQL
   delivers it at commit, to every process of every server);
 * rows are kept only while that connection is up: when it drops (the database restarts, the
   network fails) nothing is remembered until it listens again;
-* whatever happens, nothing is remembered longer than ``REMEMBER_SECONDS``: a row changed by
-  hand in the database, without a NOTIFY, is seen again within that time.
+* whatever happens, nothing is remembered longer than ``REMEMBER_SECONDS``: a change that
+  fires no trigger (triggers disabled, ``session_replication_role = replica``) is seen
+  again within that time.
 
 A read that overlaps a change never stores what it read past the forgetting: rows go into the
 generation of remembered rows the read started in, which a change discards whole.
@@ -33,18 +35,14 @@ from callrec.store import UNKNOWN
 log = logging.getLogger("callrec.store")
 
 CHANNEL: Final = "callrec_changes"
-REMEMBER_SECONDS = 1.0
+REMEMBER_SECONDS = 30.0
 """Longest a row is remembered, even when no change is heard of."""
 MOST_ROWS = 20_000
 """Rows remembered at most (then all are forgotten, and remembering starts again)."""
 _POLL_SECONDS = 0.1  # how soon the listening thread sees that the store closes
+_RETRY_SECONDS = 1.0  # between attempts to listen again
 
 T = TypeVar("T")
-
-
-def notify(conn: psycopg.Connection[Any], what: str) -> None:
-    """Tell every listening process that ``what`` changed (at the transaction's commit)."""
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, what))
 
 
 class Remembered:
@@ -140,7 +138,7 @@ class Remembered:
             finally:
                 self.listening = False
                 self.forget()
-            self._stop.wait(REMEMBER_SECONDS)
+            self._stop.wait(_RETRY_SECONDS)
 
     def close(self) -> None:
         self._stop.set()

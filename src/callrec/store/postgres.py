@@ -32,7 +32,7 @@ from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_c
 from callrec.store.doccodec import decode, pack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
-from callrec.store.pgremember import Remembered, notify
+from callrec.store.pgremember import CHANNEL, Remembered
 from callrec.store.pgsearch import (
     NO_STATS,
     STATISTICS_TARGET,
@@ -211,6 +211,21 @@ MIGRATIONS.append(
             "DROP INDEX IF EXISTS recordings_dialed_trgm",
             f"ALTER TABLE recordings ALTER COLUMN start_ms SET STATISTICS {pgwindows.STATISTICS}",
             "ANALYZE recordings",
+        ],
+    )
+)
+MIGRATIONS.append(
+    (
+        9,
+        "every change to recordings and users sends NOTIFY, whoever makes it (pgremember)",
+        [
+            "CREATE OR REPLACE FUNCTION callrec_changed() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$BEGIN PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME); RETURN NULL; END$$",
+            *(
+                f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE"
+                f" ON {table} FOR EACH STATEMENT EXECUTE FUNCTION callrec_changed()"
+                for table in ("recordings", "users")
+            ),
         ],
     )
 )
@@ -591,7 +606,6 @@ class PostgresStore:
         ids = sorted(set(given))
         results: list[Stored | GWSError] = []
         with self._writing() as conn:
-            notify(conn, "recordings")
             # One lock per recording, taken in a fixed order: concurrent merges of the same
             # recording from any process run one after the other, and never deadlock.
             conn.execute(
@@ -686,7 +700,6 @@ class PostgresStore:
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
         with self._writing() as conn:
-            notify(conn, "recordings")
             row = conn.execute(
                 "DELETE FROM recordings WHERE ccid = %s AND id = %s RETURNING document",
                 (ccid, recording_id),
@@ -745,7 +758,6 @@ class PostgresStore:
 
     def put_user(self, user: User) -> None:
         with self._writing() as conn:
-            notify(conn, "users")
             conn.execute(
                 "INSERT INTO users (name, password_hash, role, ccid, first_name, last_name)"
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
@@ -764,7 +776,6 @@ class PostgresStore:
 
     def delete_user(self, name: str) -> bool:
         with self._writing() as conn:
-            notify(conn, "users")
             return conn.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount > 0
 
     def secret(self, name: str) -> bytes:
