@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from callrec.api.render import Bodies
 from callrec.auth import Authenticator, CsrfGuard
 from callrec.media import MediaStore
 from callrec.media.config import StorageConfigError, build_store, read_config
@@ -41,6 +42,7 @@ class Services:
     storages: Storages
     auth: Authenticator
     csrf: CsrfGuard
+    bodies: Bodies = field(default_factory=Bodies)  # of GET /recordings/{id}
     _closing: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod

@@ -1,0 +1,101 @@
+"""GET /recordings/{id} answers a recording read again from the body kept for it
+(api.render.Bodies): every change, by this server or another process, must show at once
+(SQLite) or as soon as it is heard of (PostgreSQL), and no body is served to another tenant or
+under another host's play URLs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from callrec.api.render import Bodies
+from callrec.services import Services
+from callrec.settings import Settings
+from callrec.store import open_store
+from conftest import basic, local_recording
+
+ALICE, BOB = basic("alice"), basic("bob")
+MEDIA = [{"mediaId": "a.mp3", "type": "audio/mpeg"}]
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.01)
+
+
+def caller(client: TestClient, headers: dict[str, str], rec_id: str = "rec-1") -> str | None:
+    response = client.get(f"/api/v2/recordings/{rec_id}", headers=headers)
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    return str(response.json()["recording"]["callerPhoneNumber"])
+
+
+def test_a_change_by_another_process_shows(
+    client: TestClient, services: Services, settings: Settings
+) -> None:
+    services.store.upsert("cc1", [local_recording(callerPhoneNumber="+1 650 555 0001")])
+    assert caller(client, ALICE) == caller(client, ALICE) == "+1 650 555 0001"
+    other = open_store(settings.resolved_database_url)  # another server's process
+    try:
+        other.upsert("cc1", [local_recording(callerPhoneNumber="+1 650 555 0002")])
+        eventually(lambda: caller(client, ALICE) == "+1 650 555 0002")
+        other.delete("cc1", "rec-1")
+        eventually(lambda: caller(client, ALICE) is None)
+    finally:
+        other.close()
+
+
+def test_own_writes_show_at_once(client: TestClient, services: Services) -> None:
+    recorder = basic("recorder")
+    for number in ("+1 650 555 0001", "+1 650 555 0002"):
+        posted = client.post(
+            "/internal-api/contact-centers/cc1/recordings",
+            json=[local_recording(callerPhoneNumber=number)],
+            headers=recorder,
+        )
+        assert posted.status_code == 200, posted.text
+        assert caller(client, ALICE) == caller(client, ALICE) == number
+
+
+def test_bodies_are_kept_per_tenant_and_per_host(client: TestClient, services: Services) -> None:
+    services.store.upsert("cc1", [local_recording(callerPhoneNumber="+1 650 555 0001")])
+    services.store.upsert("cc2", [local_recording(callerPhoneNumber="+1 650 555 0002")])
+    for _ in range(2):
+        assert caller(client, ALICE) == "+1 650 555 0001"
+        assert caller(client, BOB) == "+1 650 555 0002"
+    services.store.upsert("cc1", [local_recording("rec-2", mediaFiles=MEDIA)])
+    uris = set()
+    for host in ("a.example", "b.example", "a.example"):
+        response = client.get("/api/v2/recordings/rec-2", headers={**ALICE, "Host": host})
+        uri = response.json()["recording"]["mediaFiles"][0]["mediaUri"]
+        assert uri.startswith(f"http://{host}/api/v2/recordings/rec-2/play/")
+        uris.add(uri)
+    assert len(uris) == 2
+
+
+def test_a_body_read_across_a_change_is_not_kept() -> None:
+    bodies = Bodies()
+    assert bodies.get(b"t1", "k") is None
+    bodies.keep(b"t1", "k", b"one")
+    assert bodies.get(b"t1", "k") == b"one"
+    assert bodies.get(b"t2", "k") is None  # a change: everything kept is forgotten
+    bodies.keep(b"t1", "k", b"stale")  # read before the change: not kept
+    assert bodies.get(b"t2", "k") is None
+    bodies.keep(None, "k", b"unknown")  # no token: nothing vouches for it
+    assert bodies.get(None, "k") is None
+
+
+def test_bodies_are_bounded() -> None:
+    bodies = Bodies()
+    big = b"x" * (Bodies.MOST_BYTES // 3)
+    bodies.get(b"t", "k0")
+    for n in range(4):
+        bodies.keep(b"t", f"k{n}", big)
+    assert bodies.get(b"t", "k3") == big
+    assert bodies.get(b"t", "k0") is None  # forgotten when the fourth did not fit
+    assert bodies._size <= Bodies.MOST_BYTES
