@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from callrec.store import UNKNOWN, RecordingStore, User, open_store, pgremember
+from callrec.store.doccodec import decode
 from conftest import local_recording
 
 CCID = "cc1"
@@ -39,27 +40,33 @@ def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def peek(store: RecordingStore, rec_id: str, region: str | None = None) -> Any:
+    """What the store remembers of the recording: its document, None, or UNKNOWN."""
+    found = store.peek_stored(CCID, rec_id, region)
+    return found if found is UNKNOWN or found is None else decode(found)
+
+
 def remembered(store: RecordingStore, rec_id: str = "r1") -> Any:
     """Read until the row is remembered (the listening connection starts with the first
     read), then return what ``peek`` gives."""
-    eventually(lambda: store.get(CCID, rec_id) is not None and store.peek(CCID, rec_id) != UNKNOWN)
-    return store.peek(CCID, rec_id)
+    eventually(lambda: store.get(CCID, rec_id) is not None and peek(store, rec_id) != UNKNOWN)
+    return peek(store, rec_id)
 
 
 def test_reads_are_remembered_and_forgotten_on_the_own_write(
     two: tuple[RecordingStore, RecordingStore],
 ) -> None:
     store, _ = two
-    assert store.peek(CCID, "r1") is UNKNOWN  # nothing remembered yet
+    assert peek(store, "r1") is UNKNOWN  # nothing remembered yet
     store.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0001")])
     assert remembered(store)["callerPhoneNumber"] == "+1 650 555 0001"
-    assert store.peek(CCID, "r1", region="elsewhere") is None  # the region still counts
+    assert peek(store, "r1", region="elsewhere") is None  # the region still counts
     store.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0002")])
     # At once, without waiting for the NOTIFY: a client reads its own write.
-    assert store.peek(CCID, "r1") is UNKNOWN
+    assert peek(store, "r1") is UNKNOWN
     assert remembered(store)["callerPhoneNumber"] == "+1 650 555 0002"
     store.delete(CCID, "r1")
-    assert store.peek(CCID, "r1") is UNKNOWN
+    assert peek(store, "r1") is UNKNOWN
     assert store.get(CCID, "r1") is None
 
 
@@ -78,14 +85,14 @@ def test_another_process_write_is_heard(two: tuple[RecordingStore, RecordingStor
     seen = []
 
     def changed() -> bool:
-        seen.append(reader.peek(CCID, "r1"))
+        seen.append(peek(reader, "r1"))
         return seen[-1] is UNKNOWN
 
     eventually(changed)
     assert all(s is UNKNOWN or s["callerPhoneNumber"] == "+1 650 555 0001" for s in seen)
     assert reader.get(CCID, "r1")["callerPhoneNumber"] == "+1 650 555 0003"
     writer.delete(CCID, "r1")
-    eventually(lambda: reader.peek(CCID, "r1") is UNKNOWN)
+    eventually(lambda: peek(reader, "r1") is UNKNOWN)
     assert reader.get(CCID, "r1") is None
 
 
@@ -118,12 +125,54 @@ def test_a_change_by_hand_is_heard(
     """The tables' triggers send the NOTIFY (schema 9): a change made in psql is heard as
     soon as callrec's own."""
     store, _ = two
-    store.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0001")])
-    assert remembered(store) is not None
+    store.upsert(CCID, [local_recording("r1"), local_recording("r2")])
+    assert remembered(store, "r1") is not None
+    assert remembered(store, "r2") is not None
     token = store.change_token()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(change)
-    eventually(lambda: store.peek(CCID, "r1") is UNKNOWN and store.change_token() != token)
+    # What changed is not known: every row is forgotten, r2 (changed or not) too.
+    eventually(lambda: peek(store, "r1") is UNKNOWN and store.change_token() != token)
+    assert peek(store, "r2") is UNKNOWN
+
+
+@pytest.mark.usefixtures("long_memory")
+def test_writes_forget_only_the_recordings_they_change(
+    two: tuple[RecordingStore, RecordingStore],
+) -> None:
+    reader, writer = two
+    writer.upsert(CCID, [local_recording(r) for r in ("r1", "r2", "r3")])
+    for rec_id in ("r1", "r2", "r3"):
+        assert remembered(reader, rec_id) is not None
+    writer.upsert(CCID, [local_recording("r1", callerPhoneNumber="+1 650 555 0009")])
+    eventually(lambda: peek(reader, "r1") is UNKNOWN)
+    reader.delete(CCID, "r2")  # its own write: at once
+    assert peek(reader, "r2") is UNKNOWN
+    assert peek(reader, "r3")["id"] == "r3"  # still remembered
+    assert reader.get(CCID, "r1")["callerPhoneNumber"] == "+1 650 555 0009"
+    # Too many to name in a NOTIFY: the others forget everything.
+    assert remembered(reader, "r1") is not None
+    writer.upsert(CCID, [local_recording(f"bulk-{n:06}") for n in range(800)])
+    eventually(lambda: peek(reader, "r1") is UNKNOWN)
+    assert peek(reader, "r3") is UNKNOWN
+
+
+def test_a_read_across_a_forgetting_is_not_kept() -> None:
+    memory = pgremember.Remembered("postgresql://unused", connect_timeout=1)
+    memory._stop.set()  # no listening thread: listening is set by hand
+    memory.listening = True
+    assert memory.read("k", lambda: "first") == "first"
+    assert memory.peek("k") == "first"
+
+    def load_meanwhile_changed() -> str:
+        memory.forget(["k"])  # the change is heard while the row is being read
+        return "stale"
+
+    memory.forget(["k"])
+    assert memory.read("k", load_meanwhile_changed) == "stale"
+    assert memory.peek("k") is UNKNOWN  # not kept: it may predate the change
+    assert memory.read("k", lambda: "fresh") == "fresh"
+    assert memory.peek("k") == "fresh"
 
 
 def test_a_change_without_triggers_is_seen_within_the_age_limit(
@@ -138,7 +187,7 @@ def test_a_change_without_triggers_is_seen_within_the_age_limit(
         conn.execute("DELETE FROM recordings WHERE ccid = %s AND id = 'r1'", (CCID,))
         conn.execute("ALTER TABLE recordings ENABLE TRIGGER recordings_changed")
     started = time.monotonic()
-    eventually(lambda: store.peek(CCID, "r1") is UNKNOWN, seconds=3 * pgremember.REMEMBER_SECONDS)
+    eventually(lambda: peek(store, "r1") is UNKNOWN, seconds=3 * pgremember.REMEMBER_SECONDS)
     assert time.monotonic() - started <= 2 * pgremember.REMEMBER_SECONDS
     assert store.get(CCID, "r1") is None
 
@@ -157,7 +206,7 @@ def test_nothing_is_remembered_while_not_listening(
         ).fetchall()
     assert ended, "no listening connection found"
     # Whatever was remembered is forgotten once the connection is found gone ...
-    eventually(lambda: store.peek(CCID, "r1") is UNKNOWN, seconds=1.0)
+    eventually(lambda: peek(store, "r1") is UNKNOWN, seconds=1.0)
     # ... and reads are remembered again once it listens again.
     assert remembered(store) is not None
 

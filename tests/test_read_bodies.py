@@ -1,4 +1,4 @@
-"""GET /recordings/{id} answers a recording read again from the body kept for it
+"""GET /recordings/{id} answers a recording read again with the body rendered for it before
 (api.render.Bodies): every change, by this server or another process, must show at once
 (SQLite) or as soon as it is heard of (PostgreSQL), and no body is served to another tenant or
 under another host's play URLs."""
@@ -78,24 +78,19 @@ def test_bodies_are_kept_per_tenant_and_per_host(client: TestClient, services: S
     assert len(uris) == 2
 
 
-def test_a_body_read_across_a_change_is_not_kept() -> None:
+def test_a_body_is_kept_by_what_it_is_made_of() -> None:
     bodies = Bodies()
-    assert bodies.get(b"t1", "k") is None
-    bodies.keep(b"t1", "k", b"one")
-    assert bodies.get(b"t1", "k") == b"one"
-    assert bodies.get(b"t2", "k") is None  # a change: everything kept is forgotten
-    bodies.keep(b"t1", "k", b"stale")  # read before the change: not kept
-    assert bodies.get(b"t2", "k") is None
-    bodies.keep(None, "k", b"unknown")  # no token: nothing vouches for it
-    assert bodies.get(None, "k") is None
+    bodies.keep(b"stored-1", "http://a", b"one")
+    assert bodies.get(b"stored-1", "http://a") == b"one"
+    assert bodies.get(b"stored-2", "http://a") is None  # the recording changed
+    assert bodies.get(b"stored-1", "http://b") is None  # another host's play URLs
 
 
 def test_bodies_are_bounded() -> None:
     bodies = Bodies()
-    big = b"x" * (Bodies.MOST_BYTES // 3)
-    bodies.get(b"t", "k0")
+    big = b"x" * (Bodies.MOST_BYTES // 4)
     for n in range(4):
-        bodies.keep(b"t", f"k{n}", big)
-    assert bodies.get(b"t", "k3") == big
-    assert bodies.get(b"t", "k0") is None  # forgotten when the fourth did not fit
+        bodies.keep(f"s{n}".encode(), "base", big)
+    assert bodies.get(b"s3", "base") == big
+    assert bodies.get(b"s0", "base") is None  # forgotten when the fourth did not fit
     assert bodies._size <= Bodies.MOST_BYTES

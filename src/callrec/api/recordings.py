@@ -19,6 +19,7 @@ from callrec.errors import InvalidParameter, MissingParameter, NotFound
 from callrec.model import is_safe_name
 from callrec.services import Services
 from callrec.store import UNKNOWN, Document
+from callrec.store.doccodec import decode
 
 router = APIRouter(prefix="/api/v2", tags=["recordings"])
 
@@ -39,16 +40,21 @@ def play_base(request: Request, services: Services) -> str:
     return f"{origin(request, services)}{services.settings.root_path}/api/v2/recordings"
 
 
-async def load(services: Services, ccid: str, recording_id: str) -> Document:
+async def stored(services: Services, ccid: str, recording_id: str) -> bytes:
+    """The recording's stored form (``doccodec``), or NotFound."""
     if not is_safe_name(recording_id):  # no such id can exist; never send it to a database
         raise NotFound("Recording not found")
     store, region = services.store, services.settings.region
-    doc = store.peek(ccid, recording_id, region)  # remembered, or a local read
-    if doc is UNKNOWN:
-        doc = await store.get_async(ccid, recording_id, region)
-    if doc is None:
+    found = store.peek_stored(ccid, recording_id, region)  # remembered, or a local read
+    if found is UNKNOWN:
+        found = await store.fetch_stored(ccid, recording_id, region)
+    if found is None:
         raise NotFound("Recording not found")
-    return doc
+    return found
+
+
+async def load(services: Services, ccid: str, recording_id: str) -> Document:
+    return decode(await stored(services, ccid, recording_id))
 
 
 @router.get("/recordings", summary="Search recordings")
@@ -71,13 +77,12 @@ async def read_recording(request: Request, services: Services, recording_id: str
     """GET one recording. Also served by ``callrec.api.fastpath`` ahead of the router."""
     user = await authenticate(request, services)
     user.require_admin()
-    ccid, base = scope(user, request), play_base(request, services)
-    key, token = (ccid, recording_id, base), services.store.change_token()
-    body = services.bodies.get(token, key)  # the token is read before the row it vouches for
+    base = play_base(request, services)
+    found = await stored(services, scope(user, request), recording_id)
+    body = services.bodies.get(found, base)
     if body is None:
-        doc = await load(services, ccid, recording_id)
-        body = orjson.dumps({"statusCode": 0, "recording": external_view(doc, base)})
-        services.bodies.keep(token, key, body)
+        body = orjson.dumps({"statusCode": 0, "recording": external_view(decode(found), base)})
+        services.bodies.keep(found, base, body)
     return Response(body, media_type=GWSResponse.media_type)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -45,37 +44,26 @@ def ops_view(doc: Document, play_base: str) -> Document:
 
 
 class Bodies:
-    """Response bodies of recent reads, each kept while the store's change token stays the
-    same (``RecordingStore.change_token``: SQLite, until anything is committed; PostgreSQL,
-    until a change is heard of). A body read again costs a dictionary lookup instead of a
-    point read, a decompression, and the JSON parsed and rendered again.
-
-    Used from the event loop only. A read that awaits its row while the token moves keeps
-    nothing: its body belongs to a generation already over.
-    """
+    """Response bodies of GET /recordings/{id} by what they are made of: the recording's
+    stored form and the play URLs' base. The same two always make the same body, so a body
+    is never stale: a changed recording is stored differently, and is rendered afresh. A
+    recording read again costs a dictionary lookup instead of a decompression and its JSON
+    parsed and rendered again. Used from the event loop only."""
 
     MOST_BYTES: Final = 32 << 20
-    """Bodies kept at most, in bytes (then all are forgotten, and keeping starts again)."""
+    """Bytes kept at most, bodies and stored forms (then all are forgotten, and keeping
+    starts again)."""
 
     def __init__(self) -> None:
-        self._token: bytes | None = None
-        self._bodies: dict[Hashable, bytes] = {}
+        self._bodies: dict[tuple[bytes, str], bytes] = {}
         self._size = 0
 
-    def get(self, token: bytes | None, key: Hashable) -> bytes | None:
-        """The body kept for ``key`` under ``token`` (read just now), or None."""
-        if token is None:
-            return None
-        if token != self._token:
-            self._token, self._bodies, self._size = token, {}, 0
-            return None
-        return self._bodies.get(key)
+    def get(self, stored: bytes, base: str) -> bytes | None:
+        return self._bodies.get((stored, base))
 
-    def keep(self, token: bytes | None, key: Hashable, body: bytes) -> None:
-        """Keep ``body``, rendered from reads made after ``token`` was read."""
-        if token is None or token != self._token:
-            return
-        if self._size + len(body) > self.MOST_BYTES:
+    def keep(self, stored: bytes, base: str, body: bytes) -> None:
+        size = len(stored) + len(body)
+        if self._size + size > self.MOST_BYTES:
             self._bodies, self._size = {}, 0
-        self._bodies[key] = body
-        self._size += len(body)
+        self._bodies[stored, base] = body
+        self._size += size

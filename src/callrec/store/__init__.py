@@ -62,23 +62,24 @@ class User:
 
 class RecordingStore(Protocol):
     """Where recordings and accounts live. Methods are blocking; call them off the event loop,
-    except ``peek`` and ``peek_user``, which never wait on anything but the local disk."""
+    except ``peek_stored`` and ``peek_user``, which never wait on anything but the local
+    disk."""
 
     schema_version: int
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         """The recording as stored, or None (also when it is of another region)."""
 
-    def peek(
+    def peek_stored(
         self, ccid: str, recording_id: str, region: str | None = None
-    ) -> Document | Unknown | None:
-        """``get``, on the event loop: UNKNOWN when the answer would mean waiting (then call
-        ``get`` off the loop)."""
+    ) -> bytes | Unknown | None:
+        """``get``, on the event loop, in the stored form (``doccodec.decode`` reads it):
+        UNKNOWN when the answer would mean waiting (then await ``fetch_stored``)."""
 
-    async def get_async(
+    async def fetch_stored(
         self, ccid: str, recording_id: str, region: str | None = None
-    ) -> Document | None:
-        """``get``, awaited on the event loop when ``peek`` gave UNKNOWN (PostgreSQL: on a
+    ) -> bytes | None:
+        """``peek_stored``, awaited on the event loop when it gave UNKNOWN (PostgreSQL: on a
         connection of the loop's own, see ``pgloop``)."""
 
     def search(
@@ -121,7 +122,7 @@ class RecordingStore(Protocol):
         """``get_user``, on the event loop, as ``peek`` is ``get``."""
 
     def change_token(self) -> bytes | None:
-        """Bytes equal to an earlier answer only while what ``peek`` and ``peek_user``
+        """Bytes equal to an earlier answer only while what ``peek_stored`` and ``peek_user``
         remember still holds (SQLite: nothing committed in between, by any process;
         PostgreSQL: no change heard of, for at most ``pgremember.REMEMBER_SECONDS``); None
         when the store cannot tell without waiting. Read it *before* the reads it vouches

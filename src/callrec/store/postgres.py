@@ -32,7 +32,7 @@ from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_c
 from callrec.store.doccodec import decode, pack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
-from callrec.store.pgremember import CHANNEL, Remembered
+from callrec.store.pgremember import CHANNEL, WRITER_FLAG, Remembered, changed_recordings
 from callrec.store.pgsearch import (
     NO_STATS,
     STATISTICS_TARGET,
@@ -229,6 +229,19 @@ MIGRATIONS.append(
         ],
     )
 )
+MIGRATIONS.append(
+    (
+        10,
+        "a change of recordings whose NOTIFY names them sends no other",
+        [
+            "CREATE OR REPLACE FUNCTION callrec_changed() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN"
+            f" IF TG_TABLE_NAME <> 'recordings' OR TG_OP = 'TRUNCATE'"
+            f" OR current_setting('{WRITER_FLAG}', true) IS DISTINCT FROM 'on' THEN"
+            f" PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME); END IF; RETURN NULL; END$$",
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable;
 # with the time bucket as a second key (pgwindows).
@@ -383,10 +396,10 @@ def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
 _RECORDING = "SELECT document, region FROM recordings WHERE ccid = %s AND id = %s"
 
 
-def _document(row: tuple[bytes, str | None] | None, region: str | None) -> Document | None:
+def _stored(row: tuple[bytes, str | None] | None, region: str | None) -> bytes | None:
     if row is None or (region is not None and row[1] != region):
         return None
-    return decode(row[0])
+    return row[0]
 
 
 _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
@@ -451,14 +464,21 @@ class PostgresStore:
             raise
 
     @contextmanager
-    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+    def _writing(
+        self, ccid: str | None = None, ids: Sequence[str] = ()
+    ) -> Iterator[psycopg.Connection[Any]]:
         """A write transaction; remembered rows are forgotten once it is over (at once in
-        this process, by NOTIFY in the others)."""
+        this process, by NOTIFY in the others): ``ccid``'s recordings ``ids`` when it changes
+        no others, else every row."""
         try:
             with self._conn() as conn, conn.transaction():
+                if ccid is not None:
+                    changed_recordings(conn, ccid, ids)
                 yield conn
         finally:
-            self._remembered.forget()
+            self._remembered.forget(
+                None if ccid is None else [("r", ccid, rec_id) for rec_id in ids]
+            )
 
     @contextmanager
     def _conn(self) -> Iterator[psycopg.Connection[Any]]:
@@ -475,22 +495,23 @@ class PostgresStore:
             with self._conn() as conn:
                 return conn.execute(_RECORDING, (ccid, recording_id)).fetchone()
 
-        return _document(self._remembered.read(("r", ccid, recording_id), load), region)
+        stored = _stored(self._remembered.read(("r", ccid, recording_id), load), region)
+        return None if stored is None else decode(stored)
 
-    async def get_async(
+    async def fetch_stored(
         self, ccid: str, recording_id: str, region: str | None = None
-    ) -> Document | None:
+    ) -> bytes | None:
         row = await self._remembered.aread(
             ("r", ccid, recording_id),
             lambda: self._loop_reads.fetchone(_RECORDING, (ccid, recording_id)),
         )
-        return _document(row, region)
+        return _stored(row, region)
 
-    def peek(
+    def peek_stored(
         self, ccid: str, recording_id: str, region: str | None = None
-    ) -> Document | Unknown | None:
+    ) -> bytes | Unknown | None:
         row = self._remembered.peek(("r", ccid, recording_id))
-        return row if row is UNKNOWN else _document(row, region)
+        return row if row is UNKNOWN else _stored(row, region)
 
     def search(
         self,
@@ -605,7 +626,7 @@ class PostgresStore:
         given = [item_id(r) for r in recordings]
         ids = sorted(set(given))
         results: list[Stored | GWSError] = []
-        with self._writing() as conn:
+        with self._writing(ccid, ids) as conn:
             # One lock per recording, taken in a fixed order: concurrent merges of the same
             # recording from any process run one after the other, and never deadlock.
             conn.execute(
@@ -699,7 +720,7 @@ class PostgresStore:
                 _build_missing(conn)
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
-        with self._writing() as conn:
+        with self._writing(ccid, [recording_id]) as conn:
             row = conn.execute(
                 "DELETE FROM recordings WHERE ccid = %s AND id = %s RETURNING document",
                 (ccid, recording_id),

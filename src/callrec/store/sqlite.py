@@ -459,21 +459,23 @@ class SQLiteStore:
     def change_token(self) -> bytes | None:
         return None if self._commits is None else self._commits.token()
 
-    def peek(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
-        return self.get(ccid, recording_id, region)  # a local read: never a wait
-
-    async def get_async(
-        self, ccid: str, recording_id: str, region: str | None = None
-    ) -> Document | None:
-        return self.get(ccid, recording_id, region)
-
-    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
-        row = self._point_read(
+    def peek_stored(self, ccid: str, recording_id: str, region: str | None = None) -> bytes | None:
+        row = self._point_read(  # a local read: never a wait
             "SELECT doc, region FROM recordings WHERE ccid = ? AND id = ?", (ccid, recording_id)
         )
         if row is None or (region is not None and row[1] != region):
             return None
-        return decode(row[0])
+        stored: bytes = row[0]
+        return stored
+
+    async def fetch_stored(
+        self, ccid: str, recording_id: str, region: str | None = None
+    ) -> bytes | None:
+        return self.peek_stored(ccid, recording_id, region)
+
+    def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
+        stored = self.peek_stored(ccid, recording_id, region)
+        return None if stored is None else decode(stored)
 
     def search(
         self,
