@@ -274,7 +274,7 @@ def _derived_structures() -> dict[str, str]:
 
 
 DERIVED = _derived_structures()
-_REMEMBERED_ROWS = 4096  # per thread, between two commits
+_REMEMBERED_ROWS = 20_000  # per thread, between two commits (as pgremember.MOST_ROWS)
 # Plans' figures (bounded counts, the blocks' overlap), remembered until the recordings grew
 # by 3-6% (``_generation``): counting up to the planner's cap reads up to 31,600 index
 # entries at 10M (8 ms), as much as the search it plans, and every page of a query paged
