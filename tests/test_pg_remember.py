@@ -21,6 +21,7 @@ from callrec.store.doccodec import decode
 from conftest import local_recording
 
 CCID = "cc1"
+KEY = pgremember.recording_key
 
 
 @pytest.fixture
@@ -234,3 +235,20 @@ def test_the_change_token_moves_with_every_forgetting(
             (f"LISTEN {pgremember.CHANNEL}",),
         )
     eventually(lambda: reader.change_token() is None, seconds=1.0)  # not listening: none
+
+
+@pytest.mark.parametrize(
+    ("payload", "keys"),
+    [
+        ('["cc1", ["r1", "r2"]]', [KEY("cc1", "r1"), KEY("cc1", "r2")]),
+        ('["cc1", []]', []),
+        ("recordings", None),  # the table's trigger: anything may have changed
+        ("users", None),
+        ('["cc1", "r1"]', None),
+        ("[1, [2]]", None),
+        ('["cc1"]', None),
+        ("", None),
+    ],
+)
+def test_what_a_notification_names(payload: str, keys: list[Any] | None) -> None:
+    assert pgremember._named(payload) == keys

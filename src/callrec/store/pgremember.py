@@ -53,6 +53,11 @@ then stays silent (``changed_recordings``)."""
 T = TypeVar("T")
 
 
+def recording_key(ccid: str, recording_id: str) -> Hashable:
+    """What a recording's row is remembered by."""
+    return ("r", ccid, recording_id)
+
+
 def changed_recordings(conn: psycopg.Connection[Any], ccid: str, ids: Sequence[str]) -> None:
     """In a write transaction, before it changes recordings: tell every listening process
     that ``ccid``'s ``ids`` change, and that they are all that change. Too many to name in
@@ -65,12 +70,12 @@ def changed_recordings(conn: psycopg.Connection[Any], ccid: str, ids: Sequence[s
         )
 
 
-def _named(payload: str) -> list[tuple[str, str, str]] | None:
+def _named(payload: str) -> list[Hashable] | None:
     """The remembered keys a NOTIFY's payload names, or None: forget every row."""
     try:
         ccid, ids = orjson.loads(payload)
         if isinstance(ccid, str) and isinstance(ids, list):
-            return [("r", ccid, rec_id) for rec_id in ids if isinstance(rec_id, str)]
+            return [recording_key(ccid, rec_id) for rec_id in ids if isinstance(rec_id, str)]
     except (orjson.JSONDecodeError, TypeError, ValueError):
         pass
     return None

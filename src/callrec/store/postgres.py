@@ -32,7 +32,13 @@ from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_c
 from callrec.store.doccodec import decode, pack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
-from callrec.store.pgremember import CHANNEL, WRITER_FLAG, Remembered, changed_recordings
+from callrec.store.pgremember import (
+    CHANNEL,
+    WRITER_FLAG,
+    Remembered,
+    changed_recordings,
+    recording_key,
+)
 from callrec.store.pgsearch import (
     NO_STATS,
     STATISTICS_TARGET,
@@ -477,7 +483,7 @@ class PostgresStore:
                 yield conn
         finally:
             self._remembered.forget(
-                None if ccid is None else [("r", ccid, rec_id) for rec_id in ids]
+                None if ccid is None else [recording_key(ccid, rec_id) for rec_id in ids]
             )
 
     @contextmanager
@@ -495,14 +501,14 @@ class PostgresStore:
             with self._conn() as conn:
                 return conn.execute(_RECORDING, (ccid, recording_id)).fetchone()
 
-        stored = _stored(self._remembered.read(("r", ccid, recording_id), load), region)
+        stored = _stored(self._remembered.read(recording_key(ccid, recording_id), load), region)
         return None if stored is None else decode(stored)
 
     async def fetch_stored(
         self, ccid: str, recording_id: str, region: str | None = None
     ) -> bytes | None:
         row = await self._remembered.aread(
-            ("r", ccid, recording_id),
+            recording_key(ccid, recording_id),
             lambda: self._loop_reads.fetchone(_RECORDING, (ccid, recording_id)),
         )
         return _stored(row, region)
@@ -510,7 +516,7 @@ class PostgresStore:
     def peek_stored(
         self, ccid: str, recording_id: str, region: str | None = None
     ) -> bytes | Unknown | None:
-        row = self._remembered.peek(("r", ccid, recording_id))
+        row = self._remembered.peek(recording_key(ccid, recording_id))
         return row if row is UNKNOWN else _stored(row, region)
 
     def search(
