@@ -7,7 +7,8 @@ What it measures (see docs/performance.md for results and how to read them):
 1. `callrec import` rate (recordings/s) of demo-style JSON lines into a fresh database.
 2. GET /api/v2/recordings/{id} requests/s through HTTP (wrk, rotating ids, Basic auth)
    beside a bare Starlette JSON endpoint served the same way, alternated over several rounds;
-   the ratio of medians is the figure.
+   the ratio of medians is the figure. Then again while another process commits recordings
+   at a steady rate (``--writes``, `bench/writer.py`), as recorders do beside the readers.
 3. Search latency (p50/p95/p99 over sequential keep-alive requests) per query class, beside
    the naive plan (plain full scans with the same ordering, `bench/naive.py`) run directly
    against the same database.
@@ -303,6 +304,7 @@ class BackendRun:
     import_rate: float
     get_rates: list[float]
     bare_rates: list[float]
+    writing_rates: list[float]  # GET while bench/writer.py commits --writes recordings/s
     search: list[SearchResult]
     naive: dict[str, NaiveResult]
 
@@ -336,7 +338,7 @@ def run_backend(
     if not args.reuse:
         print(f"[{backend}] importing {args.size:,} recordings ...", file=sys.stderr)
         rate = load(jsonl, args.size, env)
-    run = BackendRun(backend, rate, [], [], [], {})
+    run = BackendRun(backend, rate, [], [], [], [], {})
     port = free_port()
     serve = [str(BIN / "callrec"), "serve", "--port", str(port)]
     with serving(serve, port, env, "/healthz"):
@@ -369,6 +371,26 @@ def measure_throughput(
         for _ in range(args.rounds):
             run.get_rates.append(run_wrk(port, paths, args.duration, args.connections))
             run.bare_rates.append(run_wrk(bare_port, paths, args.duration, args.connections))
+    if args.writes:
+        print(f"[{run.backend}] GET while writing {args.writes}/s ...", file=sys.stderr)
+        for _ in range(args.rounds):
+            run.writing_rates.append(writing(port, paths, args, env))
+
+
+def writing(port: int, paths: Path, args: argparse.Namespace, env: dict) -> float:
+    """GET requests/s while ``bench/writer.py`` commits ``args.writes`` recordings/s."""
+    writer = subprocess.Popen(
+        [sys.executable, str(HERE / "writer.py"), str(args.writes), str(args.duration + 2)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1)  # started, and writing
+    rate = run_wrk(port, paths, args.duration, args.connections)
+    out, _ = writer.communicate(timeout=60)
+    if writer.returncode != 0 or float(out) < 0.9 * args.writes:
+        raise SystemExit(f"the writer did not keep up {args.writes} writes/s: {out!r}")
+    return rate
 
 
 def report(
@@ -378,15 +400,20 @@ def report(
     if args.throughput:
         print(
             "| backend | import, recordings/s | GET /recordings/{id}, requests/s (rounds) "
-            "| bare Starlette JSON, requests/s (rounds) | ratio of medians |"
+            "| bare Starlette JSON, requests/s (rounds) | ratio of medians "
+            f"| GET while writing {args.writes}/s (rounds) | its ratio |"
         )
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for run in runs:
             ours, base = statistics.median(run.get_rates), statistics.median(run.bare_rates)
+            while_writing = "- | -"
+            if run.writing_rates:
+                busy = statistics.median(run.writing_rates)
+                while_writing = f"{busy:,.0f} ({fmt(run.writing_rates)}) | **{busy / base:.0%}**"
             print(
                 f"| {run.backend} | {rate_text(run.import_rate)} "
                 f"| {ours:,.0f} ({fmt(run.get_rates)}) "
-                f"| {base:,.0f} ({fmt(run.bare_rates)}) | **{ours / base:.0%}** |"
+                f"| {base:,.0f} ({fmt(run.bare_rates)}) | **{ours / base:.0%}** | {while_writing} |"
             )
     else:
         print("| backend | import, recordings/s |\n|---|---|")
@@ -527,6 +554,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk round")
     parser.add_argument("--rounds", type=int, default=3, help="alternated A/B rounds")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--writes",
+        type=int,
+        default=100,
+        help="recordings/s another process commits during the GET rounds measured while"
+        " writing (0: no such rounds)",
+    )
     parser.add_argument(
         "--throughput",
         action=argparse.BooleanOptionalAction,

@@ -119,7 +119,7 @@ def test_a_wrong_answer_fails_naming_its_class_and_query(bench_run: ModuleType) 
     def backend(name: str, answers: list[list[str]]) -> Any:
         row = bench_run.SearchResult("caller exact", queries, [1.0] * 4, answers * 2)
         naive = bench_run.NaiveResult([1.0, 1.0], right)
-        return bench_run.BackendRun(name, 1.0, [], [], [row], {"caller exact": naive})
+        return bench_run.BackendRun(name, 1.0, [], [], [], [row], {"caller exact": naive})
 
     args = argparse.Namespace(naive_queries=2, size=3)
     reference = {"caller exact": right}
