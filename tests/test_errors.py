@@ -264,7 +264,8 @@ def test_500_never_leaks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(services.store, "get", _boom)
-    monkeypatch.setattr(services.store, "get_async", _async_boom)  # reads on the event loop
+    monkeypatch.setattr(services.store, "peek_stored", _boom)  # reads on the event loop
+    monkeypatch.setattr(services.store, "fetch_stored", _async_boom)
     with caplog.at_level(logging.ERROR):
         response = lenient.get("/api/v2/recordings/rec-1", headers=ALICE)
     assert_gws_error(response, 500, 4, settings.data_dir)

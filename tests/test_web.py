@@ -739,7 +739,8 @@ def test_unexpected_failures_render_a_page_without_details(
 
     monkeypatch.setattr(services.store, "search", broken)
     monkeypatch.setattr(services.store, "get", broken)
-    monkeypatch.setattr(services.store, "get_async", broken_async)  # reads on the event loop
+    monkeypatch.setattr(services.store, "peek_stored", broken)  # reads on the event loop
+    monkeypatch.setattr(services.store, "fetch_stored", broken_async)
     for path in ("/?startTime=0", "/recordings/rec-1"):
         page = seeded.get(path, headers=HTML)
         assert page.status_code == 500
