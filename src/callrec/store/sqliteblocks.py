@@ -147,7 +147,10 @@ def _best(
     where, params = search_where(
         SQLITE, ccid, query, after=after, region=region, plan=plan, trigram_rows=rows
     )
-    sql = f"SELECT r.start_ms, r.id, r.pk FROM recordings r WHERE {where}"
+    # By pk from the candidates, whatever the statistics say: sampled ones (``optimize``) once
+    # took a tenant for a few hundred rows, and SQLite walked the whole tenant in time order
+    # instead, testing each recording against the candidates (1.2 s at 10M instead of 1 ms).
+    sql = f"SELECT r.start_ms, r.id, r.pk FROM recordings r NOT INDEXED WHERE {where}"
     found: list[Any] = conn.execute(
         f"{sql} ORDER BY r.start_ms, r.id LIMIT ?", [*params, limit]
     ).fetchall()
