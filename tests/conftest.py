@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,14 @@ def client(settings: Settings, services: Services) -> Iterator[TestClient]:
 def load_example(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
     return data
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait until ``check()`` holds (what another process or thread does shows later)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.01)
 
 
 def local_recording(rec_id: str = "rec-1", **fields: Any) -> dict[str, Any]:

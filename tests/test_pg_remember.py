@@ -10,7 +10,7 @@ remembered while the listening connection is down.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,7 +18,7 @@ import pytest
 
 from callrec.store import UNKNOWN, RecordingStore, User, open_store, pgremember
 from callrec.store.doccodec import decode
-from conftest import local_recording
+from conftest import eventually, local_recording
 
 CCID = "cc1"
 KEY = pgremember.recording_key
@@ -32,13 +32,6 @@ def two(pg_url: str) -> Iterator[tuple[RecordingStore, RecordingStore]]:
     finally:
         first.close()
         second.close()
-
-
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.01)
 
 
 def peek(store: RecordingStore, rec_id: str, region: str | None = None) -> Any:

@@ -5,26 +5,16 @@ under another host's play URLs."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from fastapi.testclient import TestClient
 
 from callrec.api.render import Bodies
 from callrec.services import Services
 from callrec.settings import Settings
 from callrec.store import open_store
-from conftest import basic, local_recording
+from conftest import basic, eventually, local_recording
 
 ALICE, BOB = basic("alice"), basic("bob")
 MEDIA = [{"mediaId": "a.mp3", "type": "audio/mpeg"}]
-
-
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.01)
 
 
 def caller(client: TestClient, headers: dict[str, str], rec_id: str = "rec-1") -> str | None:

@@ -62,11 +62,11 @@ def changed_recordings(conn: psycopg.Connection[Any], ccid: str, ids: Sequence[s
     """In a write transaction, before it changes recordings: tell every listening process
     that ``ccid``'s ``ids`` change, and that they are all that change. Too many to name in
     one payload, and the table's trigger tells that everything may have changed."""
-    payload = orjson.dumps([ccid, list(ids)]).decode()
-    if len(payload.encode()) <= _MOST_PAYLOAD:
+    payload = orjson.dumps([ccid, list(ids)])
+    if len(payload) <= _MOST_PAYLOAD:
         conn.execute(
             "SELECT set_config(%s, 'on', true), pg_notify(%s, %s)",
-            (WRITER_FLAG, CHANNEL, payload),
+            (WRITER_FLAG, CHANNEL, payload.decode()),
         )
 
 
