@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from callrec.demo import demo_recordings
+from callrec.doccodec import decode
 from callrec.ingest import prepare
 from callrec.media.locations import Storages
 from callrec.query import RecordingQuery, format_instant, matches, parse_instant, parse_query
 from callrec.store import SearchKey, search_key
-from callrec.store.doccodec import decode
 
 CCID = "cc1"
 PATTERNS = ["*4668*", "*555*", "*650*", "*800*55*", "*123*", "*ALICE*", "*0000*"]

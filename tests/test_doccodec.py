@@ -1,4 +1,4 @@
-"""Recordings' JSON compressed by both stores (``store/doccodec``), and the schema 7 upgrades
+"""Recordings' JSON compressed by both stores (``callrec/doccodec``), and the schema 7 upgrades
 that left the documents already stored readable (PostgreSQL's also turned text into bytes)."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import psycopg
 import pytest
 
 from callrec.demo import demo_jsonl
+from callrec.doccodec import VOCABULARY, pack, unpack
 from callrec.model import to_store
 from callrec.query import parse_query
 from callrec.store import open_store
 from callrec.store import postgres as pg_schema
 from callrec.store import sqlite as sqlite_schema
-from callrec.store.doccodec import VOCABULARY, pack, unpack
 from conftest import local_recording
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "examples"

@@ -6,14 +6,17 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from callrec.doccodec import unpack
 from callrec.errors import GWSError, InvalidParameter, MissingParameter
 from callrec.ingest import as_posted, prepare
 from callrec.media.local import LocalMediaStore
 from callrec.media.locations import Storages
 from callrec.model import (
     FIELD_ORDER,
+    Stored,
     find_media,
     index_keys,
     merge_recordings,
@@ -356,6 +359,35 @@ def test_merge_keeps_events_that_differ_in_any_field() -> None:
         create(eventHistory=[base]), valid(eventHistory=[other_time, extra_field])
     )
     assert merged["eventHistory"] == [base, other_time, extra_field]
+
+
+def test_merge_tells_events_apart_as_json_does() -> None:
+    # 1 and 1.0 (and True) are equal in Python but not in JSON: events differing only so are
+    # kept apart, whether the recording is new or merged into.
+    one, one_float, flag = ({**event("kim"), "n": n} for n in (1, 1.0, True))
+    for existing in (None, create(eventHistory=[one])):
+        merged = merge_recordings(existing, valid(eventHistory=[one, one_float, flag, one]))
+        assert [orjson.dumps(e) for e in merged["eventHistory"]] == [
+            orjson.dumps(e) for e in (one, one_float, flag)
+        ]
+
+
+def test_merge_drops_repeated_events_of_a_long_history() -> None:
+    # Past a few events, the history is compared by canonical JSON alone.
+    events = [event("kim", at=f"2013-05-17T19:{m:02d}:00.000+0000") for m in range(12)]
+    merged = merge_recordings(None, valid(eventHistory=[*events, *reversed(events)]))
+    assert merged["eventHistory"] == events
+
+
+def test_stored_gives_its_json_its_stored_form_and_its_document_from_either() -> None:
+    doc = merge_recordings(None, valid())
+    blob = orjson.dumps(doc)
+    keys = index_keys(doc)
+    from_json = Stored(keys, blob)
+    from_stored_form = Stored(keys, packed=from_json.packed)
+    assert from_stored_form.blob == blob
+    assert from_stored_form.doc == doc
+    assert unpack(from_json.packed) == blob
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from callrec.doccodec import decode
 from callrec.errors import DatabaseUnavailable
 from callrec.store import RecordingStore, open_store
-from callrec.store.doccodec import decode
 from callrec.store.pgloop import LoopReads
 from conftest import local_recording
 

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from callrec.doccodec import decode
 from callrec.store import UNKNOWN, RecordingStore, User, open_store, pgremember
-from callrec.store.doccodec import decode
 from conftest import eventually, local_recording
 
 CCID = "cc1"

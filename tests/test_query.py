@@ -21,6 +21,7 @@ from callrec.query import (
     MIN_INSTANT_MS,
     QUERY_PARAMETERS,
     RecordingQuery,
+    canonical_instant,
     fold_name,
     format_instant,
     matches,
@@ -902,6 +903,45 @@ def test_parse_instant_well_shaped_values_agree_with_datetime(raw: str) -> None:
             parse_instant(raw, "startTime")
     else:
         assert parse_instant(raw, "startTime") == expected
+
+
+@given(
+    st.one_of(
+        st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}\+0000\Z"),
+        st.integers(MIN_INSTANT_MS, MAX_INSTANT_MS).map(format_instant),
+        st.integers(-(10**14), 10**14).map(str),
+        st.sampled_from(["2013-05-17", "2013-05-17T19:45:32Z", "2013-05-17T21:45:32+02:00"]),
+    )
+)
+@PROPERTY
+def test_canonical_instant_is_parse_then_format(raw: str) -> None:
+    # The shortcut for values already canonical (checked, not parsed again) must agree with
+    # the long way round, rejections included: hour 24, minute 60, 30 February, year 0.
+    try:
+        expected: str | None = format_instant(parse_instant(raw, "startTime"))
+    except InvalidParameter:
+        expected = None
+    if expected is None:
+        with pytest.raises(InvalidParameter, match="startTime"):
+            canonical_instant(raw, "startTime")
+    else:
+        assert canonical_instant(raw, "startTime") == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2023-02-29T10:00:00.000+0000",
+        "0000-01-01T00:00:00.000+0000",
+        "2023-01-01T24:00:00.000+0000",
+        "2023-01-01T23:60:00.000+0000",
+        "2023-01-01T23:00:60.000+0000",
+        "2023-13-01T00:00:00.000+0000",
+    ],
+)
+def test_canonical_instant_rejects_what_looks_canonical_but_is_no_instant(raw: str) -> None:
+    with pytest.raises(InvalidParameter, match="occurredAt"):
+        canonical_instant(raw, "occurredAt")
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from callrec.doccodec import decode
 from callrec.query import RecordingQuery, format_instant, parse_instant, parse_query
 from callrec.store import SearchKey, open_store, sqliteblocks
-from callrec.store.doccodec import decode
 from callrec.store.sqlite import SQLiteStore
 from callrec.store.sqlsearch import Plan
 from pattern_cases import CCID, all_pages, expected_ids, queries, recordings

@@ -8,6 +8,7 @@ stays flat whatever the file's size.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections import deque
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -32,11 +34,12 @@ from callrec.store import Document
 BATCH = 8000
 IN_FLIGHT = 8  # batches prepared ahead at most, whatever the number of workers: memory
 Lines = list[tuple[int, bytes]]  # (line number, line)
-# Per line: (number, error message, None), or (number, the recording's JSON as stored, its
-# index keys) when it is valid and new, or (number, the valid recording's JSON, None) when
-# only merging with a stored one can complete it. JSON crosses between processes: far
-# cheaper to pass than the objects it stands for.
-Prepared = list[tuple[int, str | bytes, IndexKeys | None]]
+# Per line: (number, error message, None), or (number, the recording's stored form, its
+# index keys as a plain tuple) when it is valid and new, or (number, the valid recording's
+# JSON, None) when only merging with a stored one can complete it. Bytes and plain tuples
+# cross between processes far cheaper than the objects they stand for, and the stored form
+# is compressed where there are cores to spare, not in the one process that writes.
+Prepared = list[tuple[int, str | bytes, tuple[Any, ...] | None]]
 
 _storages: Storages | None = None  # each worker's own, made once
 
@@ -44,6 +47,10 @@ _storages: Storages | None = None  # each worker's own, made once
 def _start_worker(settings: Settings) -> None:
     global _storages
     _storages = open_storages(settings)
+    gc.freeze()  # what start-up made lives as long as the worker: no collection walks it
+    # The one writing process is what an import waits for: the workers take the CPU it
+    # leaves, never a share of its own.
+    os.nice(10)
 
 
 def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> Prepared:
@@ -62,7 +69,7 @@ def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> 
         except GWSError:  # no startTime of its own: it may still merge with a stored one
             out.append((line_no, orjson.dumps(doc), None))
         else:
-            out.append((line_no, stored.blob, stored.keys))
+            out.append((line_no, stored.packed, tuple(stored.keys)))
     return out
 
 
@@ -109,7 +116,9 @@ def import_file(
                 # Merging a recording's stored form over a stored one gives what merging the
                 # recording itself would: the stored form only widened its times to its media.
                 lines.append(line_no)
-                items.append(Stored(keys, data) if keys else orjson.loads(data))
+                items.append(
+                    Stored(IndexKeys._make(keys), packed=data) if keys else orjson.loads(data)
+                )
         stored = dict(zip(lines, store.load(ccid, items) if items else [], strict=True))
         for line_no, data, _ in prepared:  # in file order
             outcome = data if isinstance(data, str) else stored[line_no]
@@ -120,6 +129,7 @@ def import_file(
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
         on_progress(consumed)
 
+    gc.freeze()  # as in the workers
     if jobs <= 0:
         for lines, consumed in read_batches(path):
             write(prepare_lines(ccid, lines, services.storages), consumed)

@@ -12,10 +12,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from callrec.doccodec import pack, unpack
 from callrec.errors import InvalidParameter, MissingParameter
 from callrec.query import (
-    format_instant,
-    is_canonical_instant,
+    canonical_instant,
     normalise_phone,
     parse_instant,
     recording_names,
@@ -60,11 +60,19 @@ class IndexKeys(NamedTuple):
 
 def index_keys(doc: Mapping[str, Any]) -> IndexKeys:
     stop = doc.get("stopTime")
+    return _keys(
+        doc,
+        parse_instant(doc["startTime"], "startTime"),
+        parse_instant(stop, "stopTime") if stop else None,
+    )
+
+
+def _keys(doc: Mapping[str, Any], start_ms: int, stop_ms: int | None) -> IndexKeys:
     return IndexKeys(
         id=doc["id"],
         region=doc.get("region"),
-        start_ms=parse_instant(doc["startTime"], "startTime"),
-        stop_ms=parse_instant(stop, "stopTime") if stop else None,
+        start_ms=start_ms,
+        stop_ms=stop_ms,
         caller=normalise_phone(doc.get("callerPhoneNumber") or ""),
         dialed=normalise_phone(doc.get("dialedPhoneNumber") or ""),
         names=recording_names(doc),
@@ -85,10 +93,7 @@ def _text(value: Any, name: str, *, required: bool = False, limit: int = MAX_TEX
 
 def _instant(value: Any, name: str) -> str | None:
     text = _text(value, name, limit=64)
-    if text is None:
-        return None
-    ms = parse_instant(text, name)
-    return text if is_canonical_instant(text) else format_instant(ms)
+    return None if text is None else canonical_instant(text, name)
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:
@@ -172,13 +177,21 @@ def validate_recording(raw: Any, ccid: str) -> dict[str, Any]:
     return doc
 
 
-def _widest(values: Iterable[str | None], pick: Any) -> str | None:
+def _widest(values: Iterable[str | None], pick: Any) -> tuple[int, str] | None:
+    """The earliest (``pick=min``) or latest of the times given, in ms and as given."""
     known = [(parse_instant(v, "time"), v) for v in values if v]
-    return pick(known)[1] if known else None
+    return pick(known) if known else None
 
 
 def _event_key(event: Mapping[str, Any]) -> bytes:
     return orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+
+
+def _distinct(events: list[Any]) -> bool:
+    """Whether no two of a few events can be identical: JSON-identical events decode to equal
+    dicts, so when no two are equal (most differ in their first field) none needs its
+    canonical JSON made."""
+    return len(events) <= 8 and all(a != b for i, a in enumerate(events) for b in events[i + 1 :])
 
 
 def merge_recordings(
@@ -191,6 +204,13 @@ def merge_recordings(
     identical one is there; startTime/stopTime widen. Raises ``MissingParameter`` when no
     startTime is given or derivable.
     """
+    return _merge(existing, incoming)[0]
+
+
+def _merge(
+    existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]
+) -> tuple[dict[str, Any], int, int | None]:
+    """``merge_recordings``, and the merged start and stop in epoch ms."""
     merged: dict[str, Any] = dict(existing or {})
     for key, value in incoming.items():
         if key not in ("mediaFiles", "eventHistory", "startTime", "stopTime"):
@@ -200,40 +220,68 @@ def merge_recordings(
         media[m["mediaId"]] = {**media.get(m["mediaId"], {}), **m}
     merged["mediaFiles"] = list(media.values())
     events = list(merged.get("eventHistory", []))
-    seen = {_event_key(e) for e in events}
-    for event in incoming.get("eventHistory", []):
-        if (digest := _event_key(event)) not in seen:
-            seen.add(digest)
-            events.append(event)
+    added = incoming.get("eventHistory", [])
+    if not events and _distinct(added):
+        events = list(added)
+    else:
+        seen = {_event_key(e) for e in events}
+        for event in added:
+            if (digest := _event_key(event)) not in seen:
+                seen.add(digest)
+                events.append(event)
     merged["eventHistory"] = events
     # The recording spans everything known of it: the times given and every media file.
     starts = [merged.get("startTime"), incoming.get("startTime")]
     stops = [merged.get("stopTime"), incoming.get("stopTime")]
     starts += [m.get("startTime") for m in merged["mediaFiles"]]
     stops += [m.get("stopTime") for m in merged["mediaFiles"]]
-    merged["startTime"] = _widest(starts, min)
-    merged["stopTime"] = _widest(stops, max)
-    if merged["startTime"] is None:
+    start, stop = _widest(starts, min), _widest(stops, max)
+    if start is None:
         raise MissingParameter("startTime is required when no media file gives one")
-    if merged["stopTime"] is None:
-        del merged["stopTime"]
-    elif parse_instant(merged["stopTime"], "stopTime") < parse_instant(
-        merged["startTime"], "startTime"
-    ):
+    merged["startTime"] = start[1]
+    if stop is None:
+        merged.pop("stopTime", None)
+    elif stop[0] < start[0]:
         raise InvalidParameter("stopTime is before startTime")
-    return ordered(merged)
+    else:
+        merged["stopTime"] = stop[1]
+    return ordered(merged), start[0], None if stop is None else stop[0]
 
 
 class Stored:
-    """A recording as a store keeps it: its index keys and its JSON. The document itself is
-    decoded from the JSON only when asked for: an import writes most recordings without."""
+    """A recording as a store keeps it: its index keys, its JSON and its stored form
+    (``doccodec``). Whichever of the three is missing is made from another when asked for:
+    an import's workers hand over the stored form alone, and most recordings are written
+    without their document ever being decoded again."""
 
-    __slots__ = ("_doc", "blob", "keys")
+    __slots__ = ("_blob", "_doc", "_packed", "keys")
 
-    def __init__(self, keys: IndexKeys, blob: bytes, doc: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        keys: IndexKeys,
+        blob: bytes | None = None,
+        doc: dict[str, Any] | None = None,
+        *,
+        packed: bytes | None = None,
+    ) -> None:
+        assert blob is not None or packed is not None
         self.keys = keys
-        self.blob = blob
+        self._blob = blob
         self._doc = doc
+        self._packed = packed
+
+    @property
+    def blob(self) -> bytes:
+        if self._blob is None:
+            assert self._packed is not None
+            self._blob = unpack(self._packed)
+        return self._blob
+
+    @property
+    def packed(self) -> bytes:
+        if self._packed is None:
+            self._packed = pack(self.blob)
+        return self._packed
 
     @property
     def doc(self) -> dict[str, Any]:
@@ -245,8 +293,8 @@ class Stored:
 def to_store(existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]) -> Stored:
     """``incoming`` merged over ``existing``, ready to store. With nothing existing it needs
     nothing from the store, so import's workers compute it ahead."""
-    doc = merge_recordings(existing, incoming)
-    return Stored(index_keys(doc), orjson.dumps(doc), doc)
+    doc, start_ms, stop_ms = _merge(existing, incoming)
+    return Stored(_keys(doc, start_ms, stop_ms), orjson.dumps(doc), doc)
 
 
 def item_id(item: Mapping[str, Any] | Stored) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "MIN_INSTANT_MS",
     "QUERY_PARAMETERS",
     "RecordingQuery",
+    "canonical_instant",
     "fold_name",
     "format_instant",
     "matches",
@@ -80,9 +81,8 @@ _MAX_OFFSET_MINUTES: Final = 18 * 60
 
 # Explicit [0-9] rather than \d: \d would accept any Unicode digit ("١٢٣").
 _CANONICAL_RE: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}\+0000"
-)  # format_instant's output
-_MILLISECOND: Final = timedelta(milliseconds=1)
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}\+0000"
+)  # format_instant's output (a time of day that exists: only the day is left to check)
 _EPOCH_MS_RE: Final = re.compile(r"-?[0-9]+")
 _DATE_RE: Final = re.compile(r"(?P<y>[0-9]{4})-(?P<mo>[0-9]{2})-(?P<d>[0-9]{2})")
 _DATETIME_RE: Final = re.compile(
@@ -298,9 +298,19 @@ def parse_instant(value: str, name: str) -> int:
     return ms
 
 
-def is_canonical_instant(value: str) -> bool:
-    """Whether ``value`` is already as :func:`format_instant` writes it."""
-    return _CANONICAL_RE.fullmatch(value) is not None
+def canonical_instant(value: str, name: str) -> str:
+    """``value`` as :func:`format_instant` writes it; raises as :func:`parse_instant` does.
+
+    Recordings carry a handful of times each, nearly always written so already: those are
+    only checked (a microsecond), not parsed and formatted again.
+    """
+    if len(value) == 28 and _CANONICAL_RE.fullmatch(value):
+        try:
+            _day_ms(value[:10])
+        except ValueError:  # no such day
+            raise _bad_instant(name) from None
+        return value
+    return format_instant(parse_instant(value, name))
 
 
 def _bad_instant(name: str) -> InvalidParameter:
@@ -308,6 +318,20 @@ def _bad_instant(name: str) -> InvalidParameter:
         f"Invalid {name}: expected epoch milliseconds, a date yyyy-MM-dd "
         "or an ISO-8601 date-time such as 2013-05-17T19:45:32.000+0000"
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _day_ms(day: str) -> int:
+    """Epoch ms of midnight UTC starting ``yyyy-MM-dd`` (calls come by the thousand a day)."""
+    return (date(int(day[:4]), int(day[5:7]), int(day[8:10])).toordinal() - _EPOCH_ORDINAL) * (
+        86_400_000
+    )
+
+
+def _canonical_ms(value: str) -> int:
+    """Epoch ms of a value ``_CANONICAL_RE`` matches; ValueError when there is no such day."""
+    seconds = (int(value[11:13]) * 60 + int(value[14:16])) * 60 + int(value[17:19])
+    return _day_ms(value[:10]) + seconds * 1000 + int(value[20:23])
 
 
 # Ingest parses each time several times over (validation, merge, index keys): remember the
@@ -319,11 +343,7 @@ def _parse_instant(value: str) -> int | None:
     May raise ValueError for a well-shaped but impossible value (month 13, year 0).
     """
     if _CANONICAL_RE.fullmatch(value):  # what callrec itself writes: the common case
-        local = datetime(
-            int(value[:4]), int(value[5:7]), int(value[8:10]),
-            int(value[11:13]), int(value[14:16]), int(value[17:19]),
-        )  # fmt: skip
-        return (local - _EPOCH) // _MILLISECOND + int(value[20:23])
+        return _canonical_ms(value)
     if _EPOCH_MS_RE.fullmatch(value):
         return int(value)
     if m := _DATE_RE.fullmatch(value):

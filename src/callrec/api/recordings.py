@@ -15,11 +15,11 @@ from callrec.api.errors import GWSResponse
 from callrec.api.play import play
 from callrec.api.render import external_view
 from callrec.auth import Principal
+from callrec.doccodec import decode
 from callrec.errors import InvalidParameter, MissingParameter, NotFound
 from callrec.model import is_safe_name
 from callrec.services import Services
 from callrec.store import UNKNOWN, Document
-from callrec.store.doccodec import decode
 
 router = APIRouter(prefix="/api/v2", tags=["recordings"])
 

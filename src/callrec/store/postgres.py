@@ -25,11 +25,11 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from callrec.doccodec import decode
 from callrec.errors import DatabaseUnavailable, GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import UNKNOWN, Document, SearchKey, Unknown, User, indexed_columns, pgwindows
-from callrec.store.doccodec import decode, pack
 from callrec.store.names import plan_names, signature
 from callrec.store.pgloop import LoopReads
 from callrec.store.pgremember import (
@@ -413,7 +413,7 @@ _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
 
 def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
     """A recording's row in ``recordings``, in the order of its columns."""
-    return (ccid, row.keys.id, *indexed_columns(row.keys), pack(row.blob))
+    return (ccid, row.keys.id, *indexed_columns(row.keys), row.packed)
 
 
 class PostgresStore:

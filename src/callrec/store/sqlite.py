@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
+from callrec.doccodec import decode
 from callrec.errors import GWSError
 from callrec.model import Stored, item_id, merge_stored
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, indexed_columns, sqliteblocks, sqlitenames
-from callrec.store.doccodec import decode, pack
 from callrec.store.names import signature
 from callrec.store.sqliteblocks import BLOCK_BITS, UPDATE_BLOCKS, block_bounds
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
@@ -333,7 +333,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 def _columns(row: Stored) -> tuple[Any, ...]:
     """A recording's ``recordings`` columns from region to doc, in their order."""
-    return (*indexed_columns(row.keys), pack(row.blob))
+    return (*indexed_columns(row.keys), row.packed)
 
 
 class SQLiteStore:

@@ -63,7 +63,7 @@ POSTGRES = Dialect(
     "n.ccid = r.ccid AND n.id = r.id",
     "",
     trigrams=False,  # pg_trgm GIN indexes serve LIKE '%...%' through PostgreSQL's own planner
-    document="document",  # compressed bytes (store/doccodec)
+    document="document",  # compressed bytes (callrec/doccodec)
 )
 
 
