@@ -188,6 +188,10 @@ def test_bulk_load_defers_indexes_on_an_empty_store_only(tmp_path: Path) -> None
             assert deferred
             assert not set(DERIVED) & structures(path)
             store.upsert("cc1", docs)
+            # Slow meanwhile, never wrong: infix numbers and name wildcards included.
+            assert_searches_match_reference(
+                store, store.search("cc1", RecordingQuery(), limit=1000)
+            )
         assert set(DERIVED) <= structures(path)
         assert_dictionary_counts(path)
         assert_trigrams_indexed(path)

@@ -66,6 +66,10 @@ def test_bulk_load_defers_indexes_on_an_empty_database_only(pg_url: str, tmp_pat
             assert not SECONDARY & structures(pg_url)
             assert {"recordings_pkey", *KEPT} <= structures(pg_url)
             store.upsert("cc1", docs)
+            # Slow meanwhile, never wrong: infix numbers and name wildcards included.
+            assert_searches_match_reference(
+                store, store.search("cc1", RecordingQuery(), limit=1000)
+            )
         assert structures(pg_url) == built
         assert names_key(pg_url) == ["PRIMARY KEY (ccid, name, start_ms, id) INCLUDE (sig)"]
         stored = store.search("cc1", RecordingQuery(), limit=1000)

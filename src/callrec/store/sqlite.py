@@ -9,6 +9,7 @@ disk, so an acknowledged write survives a kill -9 (and a power cut).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import sqlite3
 import threading
@@ -274,6 +275,7 @@ def _derived_structures() -> dict[str, str]:
 
 
 DERIVED = _derived_structures()
+_LOADING = dataclasses.replace(SQLITE, trigrams=False)  # searches while those are dropped
 _REMEMBERED_ROWS = 20_000  # per thread, between two commits (as pgremember.MOST_ROWS)
 # Plans' figures (bounded counts, the blocks' overlap), remembered until the recordings grew
 # by 3-6% (``_generation``): counting up to the planner's cap reads up to 31,600 index
@@ -353,6 +355,7 @@ class SQLiteStore:
         self._readers: list[sqlite3.Connection] = []
         self._commits = WalWatch.open(self.path)
         self._counts: dict[tuple[Any, ...], float] = {}
+        self._structures: tuple[int, bool] | None = None  # (schema version, complete)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -496,7 +499,8 @@ class SQLiteStore:
 
             return int(self._remembered((sql, *params, cap, _generation(total)), counted))
 
-        if query.user:
+        complete = self._complete(conn)
+        if query.user and complete:
             # userName: ordered ranges of the names index (sqlitenames), unless a number is
             # rarer than the names.
             names = sqlitenames.plan(conn, ccid, query.user, limit, total)
@@ -509,24 +513,44 @@ class SQLiteStore:
                     conn, ccid, query, names.branches, limit=limit, after=after, region=region
                 )
                 return [decode(blob) for blob in blobs]
+        # While a bulk load has the trigram and dictionary triggers dropped, their tables
+        # know nothing of the rows loaded: numbers and names are then matched row by row.
+        dialect = SQLITE if complete else _LOADING
         by_blocks = (
-            sqliteblocks.has_infix(query)
+            complete
+            and sqliteblocks.has_infix(query)
             and self._remembered(
                 ("overlap", _generation(total)), lambda: sqliteblocks.overlap(conn)
             )
             <= sqliteblocks.IN_ORDER
         )
-        plan = plan_search(SQLITE, ccid, query, limit, total, count, trigrams_first=by_blocks)
+        plan = plan_search(dialect, ccid, query, limit, total, count, trigrams_first=by_blocks)
         if plan.trigram_numbers and by_blocks:
             blobs = sqliteblocks.read_page(
                 conn, ccid, query, plan, limit=limit, after=after, region=region
             )
             return [decode(blob) for blob in blobs]
         sql, params = search_sql(
-            SQLITE, ccid, query, limit=limit, after=after, region=region, plan=plan
+            dialect, ccid, query, limit=limit, after=after, region=region, plan=plan
         )
         rows = conn.execute(sql, params).fetchall()
         return [decode(row[0]) for row in rows]
+
+    def _complete(self, conn: sqlite3.Connection) -> bool:
+        """Whether every index and trigger of the schema is there: not while a bulk load
+        into an empty store has them dropped (``bulk_load``). Looked up again only when the
+        schema changed."""
+        version: int = conn.execute("PRAGMA schema_version").fetchone()[0]
+        known = self._structures
+        if known is None or known[0] != version:
+            present = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')"
+                )
+            }
+            known = self._structures = (version, present >= DERIVED.keys())
+        return known[1]
 
     def _remembered(self, key: tuple[Any, ...], figure: Callable[[], float]) -> float:
         """A plan's figure (a bounded count, the blocks' overlap), remembered per generation
