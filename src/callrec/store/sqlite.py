@@ -622,19 +622,16 @@ class SQLiteStore:
                 "DELETE FROM recording_names WHERE pk = ?",
                 [(pk,) for pk in written if pk in replaced],
             )
-            # In key order: the batch's entries of one name go to neighbouring places of the
-            # index, each page visited once instead of once per entry.
-            names = sorted(
-                (ccid, name, keys.start_ms, pk, sig)
-                for pk, row in written.items()
-                for keys in (row.keys,)
-                for sig in (signature(keys.names),)
-                for name in keys.names
-            )
             conn.executemany(
                 "INSERT INTO recording_names (ccid, name, start_ms, pk, sig)"
                 " VALUES (?, ?, ?, ?, ?)",
-                names,
+                [
+                    (ccid, name, keys.start_ms, pk, sig)
+                    for pk, row in written.items()
+                    for keys in (row.keys,)
+                    for sig in (signature(keys.names),)
+                    for name in keys.names
+                ],
             )
         return results
 
