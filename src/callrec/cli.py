@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -256,6 +257,7 @@ def import_(
     def on_error(line_no: int, message: str) -> None:
         err.print(f"line {line_no}: {message}", highlight=False)
 
+    gc.freeze()  # what start-up made lives as long as the command: no collection walks it
     try:
         with services.store.bulk_load() as deferred, _progress() as progress:
             task = progress.add_task("importing", total=file.stat().st_size)

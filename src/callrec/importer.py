@@ -129,7 +129,6 @@ def import_file(
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
         on_progress(consumed)
 
-    gc.freeze()  # as in the workers
     if jobs <= 0:
         for lines, consumed in read_batches(path):
             write(prepare_lines(ccid, lines, services.storages), consumed)
