@@ -334,8 +334,8 @@ def _canonical_ms(value: str) -> int:
     return _day_ms(value[:10]) + seconds * 1000 + int(value[20:23])
 
 
-# Ingest parses each time several times over (validation, merge, index keys): remember the
-# last few thousand.
+# Merging into a stored recording parses its times and the incoming ones again, and query
+# parameters repeat: remember the last few thousand.
 @functools.lru_cache(maxsize=4096)
 def _parse_instant(value: str) -> int | None:
     """Epoch ms of ``value``, or None when it has none of the accepted shapes.

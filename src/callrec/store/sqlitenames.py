@@ -101,11 +101,8 @@ def read_page(
     """The stored documents of one page: the branches' ranges merged in order."""
     conn.execute("BEGIN")  # one snapshot for every branch and the documents
     try:
-        probes = _number_indexes(conn)
         ranges = [
-            _range(
-                conn, *_branch_sql(ccid, query, branch, region, probes), after, limit, len(branches)
-            )
+            _range(conn, *_branch_sql(ccid, query, branch, region), after, limit, len(branches))
             for branch in branches
         ]
         page: list[int] = []
@@ -156,23 +153,11 @@ def _range(
         chunk = min(chunk * 4, limit)
 
 
-def _number_indexes(conn: sqlite3.Connection) -> frozenset[str]:
-    """The numbers whose time-ordered index exists: always, but while a bulk load into an
-    empty store (``SQLiteStore.bulk_load``) has them dropped. Probing a missing index would
-    scan the table once per name entry."""
-    indexes = {f"recordings_by_{column}_start": column for column in ("caller", "dialed")}
-    found = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN (?, ?)", [*indexes]
-    ).fetchall()
-    return frozenset(indexes[name] for (name,) in found)
-
-
 def _branch_sql(
     ccid: str,
     query: RecordingQuery,
     branch: Branch,
     region: str | None,
-    probes: frozenset[str] = frozenset(),
 ) -> tuple[str, list[Any]]:
     """``SELECT start_ms, id, pk`` of one name's range, in (startTime, id) order, filtered;
     its last parameters, added by the caller, are where to start (after a (start_ms, id):
@@ -193,12 +178,13 @@ def _branch_sql(
     # pk, rather than a read of the recording's row. A frequent caller with a common name
     # leaves thousands of entries to check, and at millions of recordings each row is a page
     # of its own. (``+c.pk``: not the row by its pk, which SQLite would prefer.) The row is
-    # then read only for the entries that pass.
+    # then read only for the entries that pass. (These ranges are read only while every
+    # index is there: during a bulk load the store plans generically, ``SQLiteStore._complete``.)
     numbers = []
     for column, pattern in (("caller", query.caller), ("dialed", query.dialed)):
         if pattern is None or pattern == "*":
             continue
-        if "*" in pattern or column not in probes:
+        if "*" in pattern:
             numbers.append((column, pattern))
             continue
         clauses.append(
