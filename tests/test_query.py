@@ -510,6 +510,14 @@ def test_fold_name_properties(name: str) -> None:
         assert fold_name(name.upper()) == folded
 
 
+@given(st.text(st.one_of(st.characters(max_codepoint=127), ANY_CHAR)))
+@PROPERTY
+def test_fold_name_is_nfc_of_casefold(name: str) -> None:
+    # ASCII names take a shortcut (lower-casing): it must give what the definition gives.
+    nfc = unicodedata.normalize
+    assert fold_name(name) == nfc("NFC", nfc("NFC", name).casefold())
+
+
 # =============================================================================== userName grammar
 
 

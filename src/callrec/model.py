@@ -92,8 +92,11 @@ def _text(value: Any, name: str, *, required: bool = False, limit: int = MAX_TEX
 
 
 def _instant(value: Any, name: str) -> str | None:
-    text = _text(value, name, limit=64)
-    return None if text is None else canonical_instant(text, name)
+    if type(value) is not str or len(value) > 64:
+        value = _text(value, name, limit=64)  # None, or what is wrong with it
+        if value is None:
+            return None
+    return canonical_instant(value, name)
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:
@@ -139,7 +142,9 @@ def _event(raw: Any, index: int) -> dict[str, Any]:
     if "occurredAt" in event:
         event["occurredAt"] = _instant(event["occurredAt"], f"eventHistory[{index}].occurredAt")
     if "contact" in event:
-        contact = _object(event["contact"], f"eventHistory[{index}].contact")
+        contact = event["contact"]
+        if type(contact) is not dict:
+            _object(contact, f"eventHistory[{index}].contact")
         for key in _CONTACT_TEXT:
             value = contact.get(key)
             if value is not None and (type(value) is not str or len(value) > 512):
@@ -191,7 +196,12 @@ def _distinct(events: list[Any]) -> bool:
     """Whether no two of a few events can be identical: JSON-identical events decode to equal
     dicts, so when no two are equal (most differ in their first field) none needs its
     canonical JSON made."""
-    return len(events) <= 8 and all(a != b for i, a in enumerate(events) for b in events[i + 1 :])
+    return (
+        len(events) <= 8
+        and all(  # `in` compares by ==, as dicts
+            event not in events[i + 1 :] for i, event in enumerate(events)
+        )
+    )
 
 
 def merge_recordings(
@@ -211,15 +221,23 @@ def _merge(
     existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]
 ) -> tuple[dict[str, Any], int, int | None]:
     """``merge_recordings``, and the merged start and stop in epoch ms."""
-    merged: dict[str, Any] = dict(existing or {})
-    for key, value in incoming.items():
-        if key not in ("mediaFiles", "eventHistory", "startTime", "stopTime"):
-            merged[key] = value
-    media = {m["mediaId"]: dict(m) for m in merged.get("mediaFiles", [])}
+    if existing is None:  # every field the incoming one (the four below are set again)
+        merged: dict[str, Any] = dict(incoming)
+        media: dict[str, dict[str, Any]] = {}
+        events: list[Any] = []
+        starts: list[str | None] = []
+        stops: list[str | None] = []
+    else:
+        merged = dict(existing)
+        for key, value in incoming.items():
+            if key not in ("mediaFiles", "eventHistory", "startTime", "stopTime"):
+                merged[key] = value
+        media = {m["mediaId"]: dict(m) for m in merged.get("mediaFiles", [])}
+        events = list(merged.get("eventHistory", []))
+        starts, stops = [merged.get("startTime")], [merged.get("stopTime")]
     for m in incoming.get("mediaFiles", []):
-        media[m["mediaId"]] = {**media.get(m["mediaId"], {}), **m}
+        media[m["mediaId"]] = {**media[m["mediaId"]], **m} if m["mediaId"] in media else dict(m)
     merged["mediaFiles"] = list(media.values())
-    events = list(merged.get("eventHistory", []))
     added = incoming.get("eventHistory", [])
     if not events and _distinct(added):
         events = list(added)
@@ -231,10 +249,8 @@ def _merge(
                 events.append(event)
     merged["eventHistory"] = events
     # The recording spans everything known of it: the times given and every media file.
-    starts = [merged.get("startTime"), incoming.get("startTime")]
-    stops = [merged.get("stopTime"), incoming.get("stopTime")]
-    starts += [m.get("startTime") for m in merged["mediaFiles"]]
-    stops += [m.get("stopTime") for m in merged["mediaFiles"]]
+    starts += [incoming.get("startTime"), *(m.get("startTime") for m in merged["mediaFiles"])]
+    stops += [incoming.get("stopTime"), *(m.get("stopTime") for m in merged["mediaFiles"])]
     start, stop = _widest(starts, min), _widest(stops, max)
     if start is None:
         raise MissingParameter("startTime is required when no media file gives one")
@@ -318,6 +334,8 @@ def merge_stored(
 def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The document with its fields in SPEC §1 output order, other fields after."""
     head = {k: doc[k] for k in FIELD_ORDER if k in doc}
+    if len(head) == len(doc):  # no other field
+        return head
     return head | {k: v for k, v in doc.items() if k not in head}
 
 

@@ -192,6 +192,8 @@ def fold_name(value: str) -> str:
     it ``"ΐ"`` (U+0390) and ``"Ϊ́"`` (capital iota, diaeresis, acute) would fold
     differently although they are the same letter in two cases.
     """
+    if value.isascii():  # most names: case folding is lowering, and NFC changes nothing
+        return value.lower()
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", value).casefold())
 
 
@@ -247,15 +249,16 @@ def recording_names(recording: Mapping[str, Any]) -> list[str]:
         return []
     names: dict[str, None] = {}
     for event in history:
-        if not isinstance(event, Mapping):
+        # A dict is a Mapping: asking the ABC costs more than the rest of the loop.
+        if type(event) is not dict and not isinstance(event, Mapping):
             continue
         contact = event.get("contact")
-        if not isinstance(contact, Mapping):
+        if type(contact) is not dict and not isinstance(contact, Mapping):
             continue
         for field in _NAME_FIELDS:
             raw = contact.get(field)
-            if isinstance(raw, str) and raw.strip():
-                names.setdefault(fold_name(raw.strip()), None)
+            if isinstance(raw, str) and (raw := raw.strip()):
+                names.setdefault(fold_name(raw), None)
     return list(names)
 
 
@@ -287,6 +290,12 @@ def parse_instant(value: str, name: str) -> int:
     The instant must lie within years 1..9999 UTC. Anything else raises
     :class:`InvalidParameter` naming ``name``, and nothing else is ever raised.
     """
+    if type(value) is str and len(value) == 28 and _CANONICAL_RE.fullmatch(value):
+        # What callrec writes (every stored time): a recording's are parsed on each merge.
+        try:
+            return _canonical_ms(value)
+        except ValueError:  # no such day
+            raise _bad_instant(name) from None
     if not isinstance(value, str) or len(value) > MAX_PARAMETER_LENGTH:
         raise _bad_instant(name)
     try:
@@ -306,8 +315,8 @@ def canonical_instant(value: str, name: str) -> str:
     """
     if len(value) == 28 and _CANONICAL_RE.fullmatch(value):
         try:
-            _day_ms(value[:10])
-        except ValueError:  # no such day
+            _fromisoformat(value)  # the day exists
+        except ValueError:
             raise _bad_instant(name) from None
         return value
     return format_instant(parse_instant(value, name))
@@ -320,18 +329,17 @@ def _bad_instant(name: str) -> InvalidParameter:
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _day_ms(day: str) -> int:
-    """Epoch ms of midnight UTC starting ``yyyy-MM-dd`` (calls come by the thousand a day)."""
-    return (date(int(day[:4]), int(day[5:7]), int(day[8:10])).toordinal() - _EPOCH_ORDINAL) * (
-        86_400_000
-    )
+_fromisoformat = datetime.fromisoformat  # reads every form _CANONICAL_RE matches
 
 
 def _canonical_ms(value: str) -> int:
-    """Epoch ms of a value ``_CANONICAL_RE`` matches; ValueError when there is no such day."""
-    seconds = (int(value[11:13]) * 60 + int(value[14:16])) * 60 + int(value[17:19])
-    return _day_ms(value[:10]) + seconds * 1000 + int(value[20:23])
+    """Epoch ms of a value ``_CANONICAL_RE`` matches; ValueError when there is no such day.
+
+    ``timestamp()`` is the seconds rounded to a double, and multiplying by 1000 rounds again: each
+    rounding is relative (2^-53), under 0.03 ms at year 9999's 2.6e11 s, so the result is
+    within 0.1 ms of a whole number of ms and rounding gives it exactly. A third of the cost
+    of slicing out and converting each field."""
+    return round(_fromisoformat(value).timestamp() * 1000)
 
 
 # Merging into a stored recording parses its times and the incoming ones again, and query
@@ -342,8 +350,6 @@ def _parse_instant(value: str) -> int | None:
 
     May raise ValueError for a well-shaped but impossible value (month 13, year 0).
     """
-    if _CANONICAL_RE.fullmatch(value):  # what callrec itself writes: the common case
-        return _canonical_ms(value)
     if _EPOCH_MS_RE.fullmatch(value):
         return int(value)
     if m := _DATE_RE.fullmatch(value):
