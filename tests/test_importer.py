@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from callrec import importer
 from callrec.demo import demo_jsonl
 from callrec.importer import import_file, read_batches
 from callrec.query import RecordingQuery, matches, parse_query
@@ -91,6 +92,34 @@ def test_import_in_workers_reports_in_file_order_and_merges_repeats(
         assert reason in message, (number, message)
     assert failed == 3
     assert imported == 2502  # the repeat counts as imported twice: it was accepted twice
+    docs = everything(services, "cc1")
+    assert len(docs) == 2501
+    [twice] = [d for d in docs if d["id"] == "twice"]
+    assert [e["event"] for e in twice["eventHistory"]] == ["Joined", "Left"]
+
+
+@pytest.mark.parametrize("jobs", [0, 2])
+def test_small_batches_joined_into_transactions_keep_file_order(
+    services: Services, tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 300 lines written three at a time: errors still come in file order, the
+    # repeat still merges (its two lines are in different transactions), nothing is lost.
+    monkeypatch.setattr(importer, "BATCH", 300)
+    monkeypatch.setattr(importer, "TRANSACTION", 700)
+    loads: list[int] = []
+    load = services.store.load
+    monkeypatch.setattr(
+        services.store, "load", lambda ccid, items: loads.append(len(items)) or load(ccid, items)
+    )
+    source = tmp_path / "mixed.jsonl"
+    bad = mixed_file(source)
+
+    imported, failed, errors = run_import(services, source, jobs)
+
+    assert [n for n, _ in errors] == sorted(bad)
+    assert (imported, failed) == (2502, 3)
+    assert len(loads) == 3  # 2,505 lines: three batches (900 lines) at a time, then 705
+    assert sum(loads) == 2502  # the valid lines
     docs = everything(services, "cc1")
     assert len(docs) == 2501
     [twice] = [d for d in docs if d["id"] == "twice"]

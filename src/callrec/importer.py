@@ -28,10 +28,15 @@ from callrec.services import Services, open_storages
 from callrec.settings import Settings
 from callrec.store import Document
 
-# Lines per batch, and recordings per transaction: 8,000 imported 300,000 recordings 10-11%
-# faster than 1,000 (docs/performance.md), each commit rewriting fewer index pages per
-# recording.
+# Lines per batch: 8,000 imported 300,000 recordings 10-11% faster than 1,000
+# (docs/performance.md), each commit rewriting fewer index pages per recording.
 BATCH = 8000
+# Lines per transaction: each commit writes every page it changed to the log, and a batch's
+# new entries land all over the names table and the index of ids (a page for nearly each),
+# so four batches to a commit write far fewer pages per recording: 2M recordings into
+# SQLite 0.97x the time, the names rows alone 0.7x (docs/performance.md). Readers never
+# wait for a writer; another writer waits for one transaction (a second or two).
+TRANSACTION = 4 * BATCH
 IN_FLIGHT = 8  # batches prepared ahead at most, whatever the number of workers: memory
 Lines = list[tuple[int, bytes]]  # (line number, line)
 # Per line: (number, error message, None), or (number, the recording's stored form, its
@@ -129,25 +134,47 @@ def import_file(
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
         on_progress(consumed)
 
+    for prepared, consumed in _joined(_prepared(services, path, ccid, jobs), TRANSACTION):
+        write(prepared, consumed)
+    return result
+
+
+def _prepared(
+    services: Services, path: Path, ccid: str, jobs: int
+) -> Iterator[tuple[Prepared, int]]:
+    """Each batch of ``path`` prepared, in file order, with the bytes it consumed."""
     if jobs <= 0:
-        for lines, consumed in read_batches(path):
-            write(prepare_lines(ccid, lines, services.storages), consumed)
-        return result
+        for lines, consumed in read_batches(path, BATCH):
+            yield prepare_lines(ccid, lines, services.storages), consumed
+        return
     # "spawn": the workers start clean, sharing no database connection or thread state.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_start_worker, initargs=(services.settings,)
     ) as pool:
         pending: deque[tuple[Future[Prepared], int]] = deque()
-        for lines, consumed in read_batches(path):
+        for lines, consumed in read_batches(path, BATCH):
             pending.append((pool.submit(prepare_lines, ccid, lines), consumed))
             if len(pending) > min(2 * jobs, IN_FLIGHT):
                 future, size = pending.popleft()
-                write(future.result(), size)
+                yield future.result(), size
         while pending:
             future, size = pending.popleft()
-            write(future.result(), size)
-    return result
+            yield future.result(), size
+
+
+def _joined(batches: Iterator[tuple[Prepared, int]], lines: int) -> Iterator[tuple[Prepared, int]]:
+    """Consecutive batches joined until they hold ``lines`` lines (the last may hold fewer)."""
+    joined: Prepared = []
+    consumed = 0
+    for prepared, size in batches:
+        joined += prepared
+        consumed += size
+        if len(joined) >= lines:
+            yield joined, consumed
+            joined, consumed = [], 0
+    if joined or consumed:
+        yield joined, consumed
 
 
 def default_jobs() -> int:
