@@ -105,7 +105,7 @@ def test_small_batches_joined_into_transactions_keep_file_order(
     # Batches of 300 lines written three at a time: errors still come in file order, the
     # repeat still merges (its two lines are in different transactions), nothing is lost.
     monkeypatch.setattr(importer, "BATCH", 300)
-    monkeypatch.setattr(importer, "TRANSACTION", 700)
+    monkeypatch.setattr(services.store, "load_size", 700)
     loads: list[int] = []
     load = services.store.load
     monkeypatch.setattr(

@@ -100,3 +100,27 @@ def test_a_killed_bulk_load_gets_its_indexes_back(pg_url: str, tmp_path: Path) -
         assert_searches_match_reference(reopened, stored)
     finally:
         reopened.close()
+
+
+def test_an_import_transaction_fits_the_lock_table(pg_url: str) -> None:
+    # A transaction locks each recording it writes; the shared lock table of the server
+    # must hold them with room for every other session (32,000 ran a default server out).
+    store = open_store(pg_url)
+    assert isinstance(store, PostgresStore)
+    try:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute(
+                "SELECT current_setting('max_locks_per_transaction')::int"
+                " * (current_setting('max_connections')::int"
+                " + current_setting('max_prepared_transactions')::int)"
+            ).fetchone()
+        assert row is not None
+        assert 500 <= store.load_size <= max(500, min(8000, row[0] // 2))
+        docs = [
+            {"id": f"lock{i}", "region": "r", "startTime": "2024-01-01T00:00:00.000+0000"}
+            for i in range(store.load_size)
+        ]
+        assert store.load("cc", docs) == [None] * len(docs)
+        assert store.get("cc", f"lock{len(docs) - 1}") is not None
+    finally:
+        store.close()

@@ -31,12 +31,6 @@ from callrec.store import Document
 # Lines per batch: 8,000 imported 300,000 recordings 10-11% faster than 1,000
 # (docs/performance.md), each commit rewriting fewer index pages per recording.
 BATCH = 8000
-# Lines per transaction: each commit writes every page it changed to the log, and a batch's
-# new entries land all over the names table and the index of ids (a page for nearly each),
-# so four batches to a commit write far fewer pages per recording: 2M recordings into
-# SQLite 0.97x the time, the names rows alone 0.7x (docs/performance.md). Readers never
-# wait for a writer; another writer waits for one transaction (a second or two).
-TRANSACTION = 4 * BATCH
 IN_FLIGHT = 8  # batches prepared ahead at most, whatever the number of workers: memory
 Lines = list[tuple[int, bytes]]  # (line number, line)
 # Per line: (number, error message, None), or (number, the recording's stored form, its
@@ -134,7 +128,8 @@ def import_file(
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
         on_progress(consumed)
 
-    for prepared, consumed in _joined(_prepared(services, path, ccid, jobs), TRANSACTION):
+    batches = _prepared(services, path, ccid, jobs)
+    for prepared, consumed in _joined(batches, store.load_size):  # a transaction each
         write(prepared, consumed)
     return result
 

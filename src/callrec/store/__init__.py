@@ -66,6 +66,8 @@ class RecordingStore(Protocol):
     disk."""
 
     schema_version: int
+    # Recordings an import hands to ``load`` at once (one transaction).
+    load_size: int
 
     def get(self, ccid: str, recording_id: str, region: str | None = None) -> Document | None:
         """The recording as stored, or None (also when it is of another region)."""

@@ -420,6 +420,20 @@ def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
     return (ccid, row.keys.id, *indexed_columns(row.keys), row.packed)
 
 
+def _load_size(conn: psycopg.Connection[Any]) -> int:
+    """Recordings per import transaction: 8,000 (as many as a batch of lines), fewer when
+    the server's lock table could not hold a lock for each. It holds about
+    ``max_locks_per_transaction`` x (``max_connections`` + ``max_prepared_transactions``)
+    locks, shared by every session: 32,000 advisory locks in one transaction ran a default
+    server (64 x 100) out of shared memory."""
+    row = conn.execute(
+        "SELECT current_setting('max_locks_per_transaction')::int"
+        " * (current_setting('max_connections')::int"
+        " + current_setting('max_prepared_transactions')::int)"
+    ).fetchone()
+    return max(500, min(8000, int(row[0]) // 2 if row else 500))
+
+
 class PostgresStore:
     """``RecordingStore`` over PostgreSQL."""
 
@@ -469,6 +483,7 @@ class PostgresStore:
         try:
             with self._pool.connection() as conn:
                 self.schema_version = migrate(conn)
+                self.load_size = _load_size(conn)
         except BaseException:
             self._pool.close()
             raise
