@@ -196,12 +196,9 @@ def _distinct(events: list[Any]) -> bool:
     """Whether no two of a few events can be identical: JSON-identical events decode to equal
     dicts, so when no two are equal (most differ in their first field) none needs its
     canonical JSON made."""
-    return (
-        len(events) <= 8
-        and all(  # `in` compares by ==, as dicts
-            event not in events[i + 1 :] for i, event in enumerate(events)
-        )
-    )
+    if len(events) > 8:
+        return False
+    return all(event not in events[i + 1 :] for i, event in enumerate(events))  # by ==
 
 
 def merge_recordings(

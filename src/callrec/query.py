@@ -335,15 +335,15 @@ _fromisoformat = datetime.fromisoformat  # reads every form _CANONICAL_RE matche
 def _canonical_ms(value: str) -> int:
     """Epoch ms of a value ``_CANONICAL_RE`` matches; ValueError when there is no such day.
 
-    ``timestamp()`` is the seconds rounded to a double, and multiplying by 1000 rounds again: each
-    rounding is relative (2^-53), under 0.03 ms at year 9999's 2.6e11 s, so the result is
-    within 0.1 ms of a whole number of ms and rounding gives it exactly. A third of the cost
-    of slicing out and converting each field."""
+    ``timestamp()`` is the seconds rounded to a double, and multiplying by 1000 rounds
+    again: each rounding is relative (2^-53), under 0.03 ms at year 9999's 2.6e11 s, so the
+    result is within 0.1 ms of a whole number of ms and rounding gives it exactly. A third
+    of the cost of slicing out and converting each field."""
     return round(_fromisoformat(value).timestamp() * 1000)
 
 
-# Merging into a stored recording parses its times and the incoming ones again, and query
-# parameters repeat: remember the last few thousand.
+# Query parameters repeat: remember the last few thousand. (Canonical times, all that stored
+# recordings carry, are read before this, without it: each is new to a cache.)
 @functools.lru_cache(maxsize=4096)
 def _parse_instant(value: str) -> int | None:
     """Epoch ms of ``value``, or None when it has none of the accepted shapes.
