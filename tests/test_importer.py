@@ -17,7 +17,7 @@ import pytest
 
 from callrec import importer
 from callrec.demo import demo_jsonl
-from callrec.importer import import_file, read_batches
+from callrec.importer import chunk_lines, import_file, read_chunks
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
@@ -107,9 +107,9 @@ def assert_mixed_file_imported(services: Services, tmp_path: Path, jobs: int) ->
 def test_small_batches_joined_into_transactions_keep_file_order(
     services: Services, tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Batches of 300 lines written three at a time: errors still come in file order, the
-    # repeat still merges (its two lines are in different transactions), nothing is lost.
-    monkeypatch.setattr(importer, "BATCH", 300)
+    # Blocks of about 300 lines written three at a time: errors still come in file order,
+    # the repeat still merges (its two lines are in different transactions), nothing is lost.
+    monkeypatch.setattr(importer, "CHUNK", 300_000)
     monkeypatch.setattr(services.store, "load_size", 700)
     loads: list[int] = []
     load = services.store.load
@@ -119,7 +119,10 @@ def test_small_batches_joined_into_transactions_keep_file_order(
 
     assert_mixed_file_imported(services, tmp_path, jobs)
 
-    assert len(loads) == 3  # 2,505 lines: three batches (900 lines) at a time, then 705
+    # 2,505 lines of about 1.1 kB: blocks of about 270 lines, joined until they hold 700
+    # lines (of which 3 are bad: not loaded); a transaction holds less than a block more.
+    assert len(loads) == 4
+    assert all(697 <= n < 700 + 300 for n in loads[:-1]), loads
     assert sum(loads) == 2502  # the valid lines
 
 
@@ -138,12 +141,17 @@ def test_workers_and_no_workers_store_the_same(tmp_path: Path) -> None:
     assert stored[0] == stored[1]
 
 
-def test_batches_cover_every_line_with_its_number(tmp_path: Path) -> None:
+def test_blocks_cover_every_line_with_its_number(tmp_path: Path) -> None:
     source = tmp_path / "lines.jsonl"
-    source.write_bytes(b"a\n\n  \nb\nc")
-    batches = list(read_batches(source, size=2))
-    assert [lines for lines, _ in batches] == [[(1, b"a\n"), (4, b"b\n")], [(5, b"c")]]
-    assert sum(size for _, size in batches) == source.stat().st_size
+    source.write_bytes(b"a\n\n  \nb\r\nc")
+    chunks = list(read_chunks(source, size=2))
+    assert [first for first, _ in chunks] == [1, 2, 4, 5]  # each block ends a line
+    assert [line for chunk in chunks for line in chunk_lines(chunk)] == [
+        (1, b"a"),
+        (4, b"b\r"),  # a line ends at "\n" only, as the file's lines are read by Python
+        (5, b"c"),
+    ]
+    assert b"".join(block for _, block in chunks) == source.read_bytes()
 
 
 # --------------------------------------------------------------------------- SQLite bulk load
@@ -219,6 +227,12 @@ def test_bulk_load_defers_indexes_on_an_empty_store_only(tmp_path: Path) -> None
                 store, store.search("cc1", RecordingQuery(), limit=1000)
             )
         assert set(DERIVED) <= structures(path)
+        # The load's and the builds' settings are undone: commits flushed, no sort threads.
+        pragmas = [
+            store._writer.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("synchronous", "cache_size", "threads")
+        ]
+        assert pragmas == [2, -2000, 0]
         assert_dictionary_counts(path)
         assert_trigrams_indexed(path)
         stored = store.search("cc1", RecordingQuery(), limit=1000)

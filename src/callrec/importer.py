@@ -1,9 +1,10 @@
 """``callrec import``: JSON lines into the store, decoded and validated in worker processes.
 
 Decoding and validating a recording costs more than storing it, and it needs nothing from the
-database, so batches of lines go to a pool of processes while this one merges and writes the
-batches already prepared, in file order. At most a few batches are in flight, so memory
-stays flat whatever the file's size.
+database, so the file is read in blocks of whole lines that a pool of processes split and
+prepare while this one merges and writes the blocks already prepared, in file order (a block
+crosses to a worker as one string of bytes, not as a line each). At most a few blocks are in
+flight, so memory stays flat whatever the file's size.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from callrec.services import Services, open_storages
 from callrec.settings import Settings
 from callrec.store import Document
 
-# Lines per batch handed to a worker; batches are joined into transactions of the store's
-# ``load_size``. (8,000 to a transaction imported 300,000 recordings 10-11% faster than
-# 1,000, docs/performance.md.)
-BATCH = 8000
-IN_FLIGHT = 8  # batches prepared ahead at most, whatever the number of workers: memory
+# Bytes of the file per block handed to a worker (about 7,000 demo recordings); prepared
+# blocks are joined into transactions of the store's ``load_size`` recordings.
+CHUNK = 8 << 20
+IN_FLIGHT = 8  # blocks prepared ahead at most, whatever the number of workers: memory
+Chunk = tuple[int, bytes]  # (number of its first line, whole lines)
 Lines = list[tuple[int, bytes]]  # (line number, line)
 # Per line: (number, error message, None), or (number, the recording's stored form, its
 # index keys as a plain tuple) when it is valid and new, or (number, the valid recording's
@@ -73,20 +74,27 @@ def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> 
     return out
 
 
-def read_batches(path: Path, size: int = BATCH) -> Iterator[tuple[Lines, int]]:
-    """Batches of non-blank lines with their numbers, and the bytes each batch consumed."""
-    batch: Lines = []
-    consumed = 0
+def read_chunks(path: Path, size: int = CHUNK) -> Iterator[Chunk]:
+    """``path`` in blocks of whole lines of about ``size`` bytes, with their first line's
+    number; together they hold every byte."""
+    line_no = 1
     with path.open("rb") as handle:
-        for line_no, line in enumerate(handle, 1):
-            consumed += len(line)
-            if line.strip():
-                batch.append((line_no, line))
-            if len(batch) >= size:
-                yield batch, consumed
-                batch, consumed = [], 0
-    if batch or consumed:
-        yield batch, consumed
+        while block := handle.read(size):
+            if not block.endswith(b"\n"):
+                block += handle.readline()  # to the end of the line it cut
+            yield line_no, block
+            line_no += block.count(b"\n")
+
+
+def chunk_lines(chunk: Chunk) -> Lines:
+    """The non-blank lines of a block, with their numbers."""
+    first, block = chunk
+    return [(n, line) for n, line in enumerate(block.split(b"\n"), first) if line.strip()]
+
+
+def prepare_chunk(ccid: str, chunk: Chunk) -> Prepared:
+    """A worker's task: a block's lines prepared."""
+    return prepare_lines(ccid, chunk_lines(chunk))
 
 
 @dataclass
@@ -138,10 +146,10 @@ def import_file(
 def _prepared(
     services: Services, path: Path, ccid: str, jobs: int
 ) -> Iterator[tuple[Prepared, int]]:
-    """Each batch of ``path`` prepared, in file order, with the bytes it consumed."""
+    """Each block of ``path`` prepared, in file order, with its size in bytes."""
     if jobs <= 0:
-        for lines, consumed in read_batches(path, BATCH):
-            yield prepare_lines(ccid, lines, services.storages), consumed
+        for chunk in read_chunks(path, CHUNK):
+            yield prepare_lines(ccid, chunk_lines(chunk), services.storages), len(chunk[1])
         return
     # "spawn": the workers start clean, sharing no database connection or thread state.
     context = multiprocessing.get_context("spawn")
@@ -149,8 +157,8 @@ def _prepared(
         jobs, mp_context=context, initializer=_start_worker, initargs=(services.settings,)
     ) as pool:
         pending: deque[tuple[Future[Prepared], int]] = deque()
-        for lines, consumed in read_batches(path, BATCH):
-            pending.append((pool.submit(prepare_lines, ccid, lines), consumed))
+        for chunk in read_chunks(path, CHUNK):
+            pending.append((pool.submit(prepare_chunk, ccid, chunk), len(chunk[1])))
             if len(pending) > min(2 * jobs, IN_FLIGHT):
                 future, size = pending.popleft()
                 yield future.result(), size
@@ -160,7 +168,8 @@ def _prepared(
 
 
 def _joined(batches: Iterator[tuple[Prepared, int]], lines: int) -> Iterator[tuple[Prepared, int]]:
-    """Consecutive batches joined until they hold ``lines`` lines (the last may hold fewer)."""
+    """Consecutive prepared blocks joined until they hold ``lines`` lines (the last may
+    hold fewer)."""
     joined: Prepared = []
     consumed = 0
     for prepared, size in batches:
