@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -22,7 +23,7 @@ from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
 from callrec.store import Document, RecordingStore, search_key
-from callrec.store.sqlite import DERIVED, SQLiteStore
+from callrec.store.sqlite import DERIVED, SQLiteStore, _build_steps
 from conftest import local_recording
 
 
@@ -278,5 +279,53 @@ def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
         [late] = reopened.search("cc1", parse_query({"callerPhoneNumber": "*76543*"}), limit=5)
         assert late["id"] == "late-1"
         assert_dictionary_counts(path)
+    finally:
+        reopened.close()
+
+
+def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
+    steps = _build_steps(dict(DERIVED))
+    ddl = [statement for step in steps for statement in step if statement in DERIVED.values()]
+    assert sorted(ddl) == sorted(DERIVED.values())  # each structure built once
+    for step in steps:
+        if step[0].startswith("CREATE INDEX"):
+            assert len(step) == 1
+            continue
+        triggers = [statement for statement in step if statement.startswith("CREATE TRIGGER")]
+        assert step[: len(triggers)] == triggers
+        [kept] = {re.findall(r"BEGIN (?:INSERT INTO|UPDATE) (\w+)", t)[0] for t in triggers}
+        # The table the triggers keep is filled in the same transaction.
+        fills = step[len(triggers) :]
+        assert any(f.startswith(f"INSERT INTO {kept} (") and "SELECT" in f for f in fills)
+    # A trigger missing alone is built again with its table's filling.
+    [step] = _build_steps({"caller_fts_update": DERIVED["caller_fts_update"]})
+    assert step[0] == DERIVED["caller_fts_update"]
+    assert "delete-all" in step[1]
+
+
+def test_builds_killed_between_steps_are_finished_at_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    source = tmp_path / "sample.jsonl"
+    demo_jsonl(source, 300, seed=5)
+    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, f"sqlite:///{path}", str(source)])
+    assert done.returncode == -signal.SIGKILL
+    # The indexes and the callers' trigrams were built before the process was killed.
+    steps = _build_steps(dict(DERIVED))
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for step in steps[:-2]:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in step:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+    assert {"caller_fts_insert", "dialed_fts_insert"} & structures(path) == {"caller_fts_insert"}
+
+    reopened = SQLiteStore(path)
+    try:
+        assert set(DERIVED) <= structures(path)
+        assert_dictionary_counts(path)
+        assert_trigrams_indexed(path)
+        assert_searches_match_reference(
+            reopened, reopened.search("cc1", RecordingQuery(), limit=1000)
+        )
     finally:
         reopened.close()
