@@ -310,9 +310,9 @@ def _build_steps(missing: dict[str, str]) -> list[list[str]]:
     """The statements that build the ``missing`` structures (name: DDL), by transaction: an
     index alone; a trigram table's triggers with its filling, and the names dictionary's
     with its counting, so that no trigger is ever there without what it keeps up to date.
-    Each commit lets the log be checkpointed and started again: built in one transaction,
-    the indexes of 10M recordings filled a log of 5.6 GB, which every page read of the
-    builds after searched (docs/performance.md)."""
+    Each commit lets the log be checkpointed and started again: in one transaction the
+    builds of 10M recordings filled a log of 5.6 GB and took 1.36x as long
+    (docs/performance.md)."""
     steps = [[ddl] for ddl in missing.values() if ddl.split()[1] == "INDEX"]
     built = {name for name, ddl in missing.items() if ddl.split()[1] == "INDEX"}
     fills = {f"{column}_fts_": _fill_trigrams(column) for column in NUMBERS}
