@@ -105,11 +105,11 @@ def assert_mixed_file_imported(services: Services, tmp_path: Path, jobs: int) ->
 
 
 @pytest.mark.parametrize("jobs", [0, 2])
-def test_small_batches_joined_into_transactions_keep_file_order(
+def test_small_blocks_joined_into_transactions_keep_file_order(
     services: Services, tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Blocks of about 300 lines written three at a time: errors still come in file order,
-    # the repeat still merges (its two lines are in different transactions), nothing is lost.
+    # Small blocks written a few at a time: errors still come in file order, the repeat
+    # still merges (its two lines are in different transactions), nothing is lost.
     monkeypatch.setattr(importer, "CHUNK", 300_000)
     monkeypatch.setattr(services.store, "load_size", 700)
     loads: list[int] = []
@@ -258,13 +258,19 @@ with store.bulk_load():
 """
 
 
-def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
+def killed_load(tmp_path: Path) -> Path:
+    """A database of 300 recordings whose bulk load was killed before its builds."""
     path = tmp_path / "killed.db"
     source = tmp_path / "sample.jsonl"
     demo_jsonl(source, 300, seed=5)
     done = subprocess.run([sys.executable, "-c", KILLED_LOAD, f"sqlite:///{path}", str(source)])
     assert done.returncode == -signal.SIGKILL
     assert not set(DERIVED) & structures(path)
+    return path
+
+
+def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
+    path = killed_load(tmp_path)
 
     reopened = SQLiteStore(path)
     try:
@@ -304,11 +310,7 @@ def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
 
 
 def test_builds_killed_between_steps_are_finished_at_the_next_start(tmp_path: Path) -> None:
-    path = tmp_path / "killed.db"
-    source = tmp_path / "sample.jsonl"
-    demo_jsonl(source, 300, seed=5)
-    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, f"sqlite:///{path}", str(source)])
-    assert done.returncode == -signal.SIGKILL
+    path = killed_load(tmp_path)
     # The indexes and the callers' trigrams were built before the process was killed.
     steps = _build_steps(dict(DERIVED))
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
