@@ -414,8 +414,6 @@ class SQLiteStore:
         """Build the indexes and triggers a bulk load dropped (and, if it was killed, never
         built again), a step to a transaction. Returns whether there was anything to build."""
         built = False
-        with self._lock:
-            _set_pragmas(self._writer, _BUILD_PRAGMAS, 1)
         try:
             while True:
                 with self._write() as conn:  # what is missing, asked under the write lock
@@ -428,12 +426,15 @@ class SQLiteStore:
                     steps = _build_steps({n: d for n, d in DERIVED.items() if n not in present})
                     if not steps:
                         return built
+                    if not built:  # the builds' settings, only when there is something to build
+                        _set_pragmas(conn, _BUILD_PRAGMAS, 1)
+                        built = True
                     for statement in steps[0]:
                         conn.execute(statement)
-                    built = True
         finally:
-            with self._lock:
-                _set_pragmas(self._writer, _BUILD_PRAGMAS, 2)
+            if built:
+                with self._lock:
+                    _set_pragmas(self._writer, _BUILD_PRAGMAS, 2)
 
     @contextmanager
     def bulk_load(self) -> Iterator[bool]:
