@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import signal
@@ -19,10 +20,12 @@ import pytest
 from callrec import importer
 from callrec.demo import demo_jsonl
 from callrec.importer import chunk_lines, import_file, read_chunks
+from callrec.model import Stored, to_store
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
 from callrec.store import Document, RecordingStore, search_key
+from callrec.store import sqlite as sqlite_store
 from callrec.store.sqlite import DERIVED, SQLiteStore, _build_steps
 from conftest import local_recording
 
@@ -331,3 +334,119 @@ def test_builds_killed_between_steps_are_finished_at_the_next_start(tmp_path: Pa
         )
     finally:
         reopened.close()
+
+
+# ------------------------------------------------------------------ SQLite loads of prepared items
+
+
+def rows(path: Path) -> list[tuple[int, str, int]]:
+    """(pk, id, name entries) of every stored recording, in pk order."""
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(
+            "SELECT r.pk, r.id, (SELECT count(*) FROM recording_names n WHERE n.pk = r.pk)"
+            " FROM recordings r ORDER BY r.pk"
+        ).fetchall()
+
+
+def events(rec_id: str, *names: str) -> Stored:
+    """A recording prepared as an import's workers do, with these events."""
+    contact = local_recording()["eventHistory"][0]["contact"]
+    history = [{"event": name, "contact": contact} for name in names]
+    return to_store(None, local_recording(rec_id, eventHistory=history))
+
+
+def test_loads_insert_new_recordings_directly_and_merge_stored_or_repeated_ones(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "load.db"
+    store = SQLiteStore(path)
+    try:
+        assert store.load("cc1", [events("a", "Joined"), events("b", "Joined")]) == [None] * 2
+        # "a" is stored already: the batch is undone and merged, as a whole.
+        assert store.load("cc1", [events("c", "Joined"), events("a", "Left")]) == [None] * 2
+        assert not store._all_new  # so the next batch is merged without trying first
+        assert store.load("cc1", [events("d", "Joined")]) == [None]
+        assert store._all_new
+        # Twice in one batch: merged with itself.
+        assert store.load("cc1", [events("e", "Joined"), events("e", "Left")]) == [None] * 2
+        merged = {d["id"]: [e["event"] for e in d["eventHistory"]] for d in everything_in(store)}
+    finally:
+        store.close()
+    assert merged == {
+        "a": ["Joined", "Left"],
+        "b": ["Joined"],
+        "c": ["Joined"],
+        "d": ["Joined"],
+        "e": ["Joined", "Left"],
+    }
+    # Pks as SQLite would give them, none lost to an undone batch; each recording's names
+    # entered once.
+    names = len(events("x", "Joined").keys.names)
+    assert names > 1
+    assert rows(path) == [(pk, rec_id, names) for pk, rec_id in enumerate("abcde", 1)]
+
+
+def everything_in(store: RecordingStore) -> list[Document]:
+    return store.search("cc1", RecordingQuery(), limit=1000)
+
+
+def test_bulk_load_batches_share_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "LOAD_COMMIT", 3)
+    path = tmp_path / "shared.db"
+    store = SQLiteStore(path)
+
+    def committed() -> list[str]:
+        return [rec_id for _, rec_id, _ in rows(path)]
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise OSError("disk gone")
+
+    try:
+        with store.bulk_load():
+            store.load("cc1", [events("a", "Joined"), events("b", "Joined")])
+            assert committed() == []  # the transaction is open
+            store.load("cc1", [events("c", "Joined")])
+            assert committed() == ["a", "b", "c"]  # three: committed
+            store.load("cc1", [events("d", "Joined")])
+            with monkeypatch.context() as patch:
+                patch.setattr(SQLiteStore, "_write_rows", staticmethod(broken))
+                with pytest.raises(OSError, match="disk gone"):
+                    store.load("cc1", [events("e", "Joined")])
+            assert committed() == ["a", "b", "c"]
+            # A write between batches commits them first (and does not wait for itself).
+            store.upsert("cc1", [local_recording("f")])
+            assert committed() == ["a", "b", "c", "d", "f"]
+            store.load("cc1", [events("g", "Joined")])
+        # The end of the load commits the rest; the failed batch alone is undone.
+        assert committed() == ["a", "b", "c", "d", "f", "g"]
+        assert store._uncommitted is None
+        store.upsert("cc1", [local_recording("h")])  # the write lock is free
+    finally:
+        store.close()
+    assert committed()[-1] == "h"
+
+
+def test_import_collects_garbage_once_a_batch(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "demo.jsonl"
+    demo_jsonl(source, 300, seed=3)
+    monkeypatch.setattr(importer, "CHUNK", 50_000)
+    monkeypatch.setattr(services.store, "load_size", 100)
+    automatic: list[bool] = []
+    collections: list[int] = []
+    monkeypatch.setattr(importer.gc, "collect", lambda *a: collections.append(1) or 0)
+    import_file(
+        services,
+        source,
+        "cc1",
+        jobs=0,
+        on_error=lambda n, m: None,
+        on_progress=lambda size: automatic.append(gc.isenabled()),
+    )
+    assert automatic
+    assert not any(automatic)  # no automatic collection during the import
+    assert gc.isenabled()  # and back afterwards
+    assert len(collections) == len(automatic)  # one after each batch

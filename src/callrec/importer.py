@@ -30,9 +30,14 @@ from callrec.settings import Settings
 from callrec.store import Document
 
 # Bytes of the file per block handed to a worker (about 7,000 demo recordings); prepared
-# blocks are joined into transactions of the store's ``load_size`` recordings.
+# blocks are joined into batches of the store's ``load_size`` recordings, written by one
+# ``store.load`` each.
 CHUNK = 8 << 20
-IN_FLIGHT = 8  # blocks prepared ahead at most, whatever the number of workers: memory
+# Blocks submitted ahead of the one being written: two per worker, and a batch's worth (5
+# blocks of demo recordings), so that the workers prepare the next batch while this process
+# writes one; with two per worker only, the writer waited for a block at each batch.
+AHEAD = 6
+IN_FLIGHT = 16  # at most, whatever the number of workers: memory
 Chunk = tuple[int, bytes]  # (number of its first line, whole lines)
 Lines = list[tuple[int, bytes]]  # (line number, line)
 # Per line: (number, error message, None), or (number, the recording's stored form, its
@@ -49,6 +54,7 @@ def _start_worker(settings: Settings) -> None:
     global _storages
     _storages = open_storages(settings)
     gc.freeze()  # what start-up made lives as long as the worker: no collection walks it
+    gc.disable()  # collected once a block instead (prepare_chunk)
     # The one writing process is what an import waits for: the workers take the CPU it
     # leaves, never a share of its own.
     os.nice(10)
@@ -94,7 +100,9 @@ def chunk_lines(chunk: Chunk) -> Lines:
 
 def prepare_chunk(ccid: str, chunk: Chunk) -> Prepared:
     """A worker's task: a block's lines prepared."""
-    return prepare_lines(ccid, chunk_lines(chunk))
+    prepared = prepare_lines(ccid, chunk_lines(chunk))
+    gc.collect()
+    return prepared
 
 
 @dataclass
@@ -137,9 +145,21 @@ def import_file(
                 on_error(line_no, outcome if isinstance(outcome, str) else outcome.message)
         on_progress(consumed)
 
-    batches = _prepared(services, path, ccid, jobs)
-    for prepared, consumed in _joined(batches, store.load_size):  # a transaction each
-        write(prepared, consumed)
+    # The collector's automatic passes are triggered by allocations, and a batch allocates
+    # hundreds of thousands of tuples that all live until it is written: they cost the one
+    # writing process an eighth of its time at 10M recordings, walking the same live batches
+    # again and again. It runs once a batch instead, for the rare cycle (a failed line's
+    # error holds its traceback).
+    automatic = gc.isenabled()
+    gc.disable()
+    try:
+        batches = _prepared(services, path, ccid, jobs)
+        for prepared, consumed in _joined(batches, store.load_size):
+            write(prepared, consumed)
+            gc.collect()
+    finally:
+        if automatic:
+            gc.enable()
     return result
 
 
@@ -159,7 +179,7 @@ def _prepared(
         pending: deque[tuple[Future[Prepared], int]] = deque()
         for chunk in read_chunks(path, CHUNK):
             pending.append((pool.submit(prepare_chunk, ccid, chunk), len(chunk[1])))
-            if len(pending) > min(2 * jobs, IN_FLIGHT):
+            if len(pending) > min(2 * jobs + AHEAD, IN_FLIGHT):
                 future, size = pending.popleft()
                 yield future.result(), size
         while pending:

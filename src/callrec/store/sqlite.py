@@ -294,8 +294,13 @@ def _generation(total: int) -> int:
 _BULK_PRAGMAS = [
     ("synchronous", "NORMAL", "FULL"),
     ("wal_autocheckpoint", "65536", "1000"),
-    ("cache_size", "-262144", "-2000"),
+    ("cache_size", "-1048576", "-2000"),
 ]
+# Recordings a bulk load's transaction holds: its batches (``load_size``) share one until it
+# holds this many. A commit writes every page it changed, and a batch's ids land all over
+# their index: at 10M recordings, commits of 128,000 rather than 32,000 write half the
+# pages a recording, which the page cache of a bulk load (1 GB) holds until the commit.
+LOAD_COMMIT = 128_000
 # (pragma, while building indexes, otherwise). An index build sorts its keys in runs the
 # size of the page cache; runs of 16 MB are each sorted and written by a helper thread while
 # this one reads on, and merged by several: the B-tree builds take 0.6x the time of one
@@ -376,17 +381,22 @@ def _columns(row: Stored) -> tuple[Any, ...]:
 class SQLiteStore:
     """``RecordingStore`` over one SQLite file in WAL mode."""
 
-    # Each commit writes every page it changed to the log, and a batch's new entries land
-    # all over the names table and the index of ids (a page for nearly each): 32,000
-    # recordings to an import's transaction write far fewer pages per recording than 8,000
-    # did (2M recordings in 0.97x the time, docs/performance.md). Readers never wait for a
-    # writer; another writer waits for one such transaction (a second or two).
+    # Recordings an import hands to ``load`` at a time. Each commit writes every page it
+    # changed to the log, and a batch's new entries land all over the names table and the
+    # index of ids (a page for nearly each): 32,000 recordings to a transaction wrote far
+    # fewer pages per recording than 8,000 (docs/performance.md), and in a bulk load
+    # batches share transactions of ``LOAD_COMMIT``. Readers never wait for a writer;
+    # another writer waits for one such transaction (a few seconds).
     load_size = 32_000
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._all_new = True  # whether the last batch merged had no id stored or repeated
+        self._loading = False  # in a bulk load
+        self._uncommitted: int | None = None  # recordings of its open transaction, if any
+        self._load_owner = 0  # the thread that holds it (and the write lock)
         self._writer = _connect(self.path)
         self._writer.execute("PRAGMA journal_mode = WAL")
         with self._lock:
@@ -401,6 +411,8 @@ class SQLiteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._uncommitted is not None and self._load_owner == threading.get_ident():
+            self._commit_load()  # a write between a bulk load's batches: they come first
         with self._lock:
             self._writer.execute("BEGIN IMMEDIATE")
             try:
@@ -409,6 +421,49 @@ class SQLiteStore:
                 self._writer.execute("ROLLBACK")
                 raise
             self._writer.execute("COMMIT")
+
+    @contextmanager
+    def _load_write(self, recordings: int) -> Iterator[sqlite3.Connection]:
+        """``load``'s writes: as ``_write``, but in a bulk load a batch is a savepoint of a
+        transaction that stays open (holding the write lock) until it holds ``LOAD_COMMIT``
+        recordings or the load ends."""
+        if not self._loading:
+            with self._write() as conn:
+                yield conn
+            return
+        conn = self._writer
+        if self._uncommitted is None:
+            self._lock.acquire()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self._lock.release()
+                raise
+            self._uncommitted = 0
+            self._load_owner = threading.get_ident()
+        conn.execute("SAVEPOINT load_batch")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO load_batch")
+            conn.execute("RELEASE load_batch")
+            raise
+        conn.execute("RELEASE load_batch")
+        self._uncommitted += recordings
+        if self._uncommitted >= LOAD_COMMIT:
+            self._commit_load()
+
+    def _commit_load(self) -> None:
+        """Commit a bulk load's open transaction, if any, and release the write lock."""
+        if self._uncommitted is None:
+            return
+        try:
+            self._writer.execute("COMMIT")
+        finally:
+            if self._writer.in_transaction:  # the commit failed: nothing of it is kept
+                self._writer.execute("ROLLBACK")
+            self._uncommitted = None
+            self._lock.release()
 
     def _build_missing(self) -> bool:
         """Build the indexes and triggers a bulk load dropped (and, if it was killed, never
@@ -442,10 +497,12 @@ class SQLiteStore:
         at the end, which is several times cheaper than keeping them up to date row by row.
         Yields whether it did so; searches are slow until the load ends.
 
-        Meanwhile commits are not flushed one by one (``synchronous = NORMAL``: a killed
-        process still loses nothing, a power cut may lose the last batches); the last
-        commit, made with ``FULL`` again, flushes them all. The log is checkpointed less
-        often and the page cache is larger.
+        Meanwhile batches are committed several at a time (``LOAD_COMMIT``), and commits
+        are not flushed one by one (``synchronous = NORMAL``): a killed load loses the
+        batches of its open transaction, which loading the file again adds, and keeps the
+        rest; a power cut may lose the last commits too. The last commit, made with
+        ``FULL`` again, flushes them all. The log is checkpointed less often and the page
+        cache is larger.
         """
         with self._write() as conn:
             deferred = conn.execute("SELECT 1 FROM recordings LIMIT 1").fetchone() is None
@@ -455,9 +512,12 @@ class SQLiteStore:
         with self._lock:
             # Fewer flushes, fewer checkpoints, and the indexes' hot pages kept in memory.
             _set_pragmas(self._writer, _BULK_PRAGMAS, 1)
+        self._loading = True
         try:
             yield deferred
         finally:
+            self._loading = False
+            self._commit_load()  # what was loaded stays, whatever stopped the load
             with self._lock:
                 _set_pragmas(self._writer, _BULK_PRAGMAS, 2)
             with self._write() as conn:  # a commit that flushes the log, whatever came before
@@ -605,75 +665,121 @@ class SQLiteStore:
         return found
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
-        return [r if isinstance(r, GWSError) else r.doc for r in self._save(ccid, recordings)]
+        with self._write() as conn:
+            saved = self._save(conn, ccid, recordings)
+        return [r if isinstance(r, GWSError) else r.doc for r in saved]
 
     def load(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[GWSError | None]:
-        return [r if isinstance(r, GWSError) else None for r in self._save(ccid, recordings)]
+        with self._load_write(len(recordings)) as conn:
+            saved = self._save(conn, ccid, recordings)
+        return [r if isinstance(r, GWSError) else None for r in saved]
 
-    def _save(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[Stored | GWSError]:
+    def _save(
+        self, conn: sqlite3.Connection, ccid: str, recordings: Sequence[Document | Stored]
+    ) -> list[Stored | GWSError]:
+        # New recordings get the pks SQLite would give them (the write lock is held), so that
+        # they are inserted in one statement.
+        next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM recordings").fetchone()[0]
+        if self._all_new and all(isinstance(r, Stored) for r in recordings):
+            written = self._insert_new(conn, ccid, recordings, next_pk)  # type: ignore[arg-type]
+            if written is not None:
+                return written
+        return self._merge_in(conn, ccid, recordings, next_pk)
+
+    def _insert_new(
+        self, conn: sqlite3.Connection, ccid: str, recordings: Sequence[Stored], next_pk: int
+    ) -> list[Stored | GWSError] | None:
+        """An import's common case: recordings prepared ahead, none of them stored yet nor
+        twice in the batch. They are inserted as they are, the unique index of ids finding
+        any that is not new; then (None) the batch is undone, to be merged."""
+        written = dict(enumerate(recordings, next_pk))
+        conn.execute("SAVEPOINT new_recordings")
+        try:
+            self._write_rows(conn, ccid, written, replaced=set())
+        except sqlite3.IntegrityError:  # an id stored already, or twice in the batch
+            conn.execute("ROLLBACK TO new_recordings")
+            return None
+        finally:
+            conn.execute("RELEASE new_recordings")
+        return list(recordings)
+
+    def _merge_in(
+        self,
+        conn: sqlite3.Connection,
+        ccid: str,
+        recordings: Sequence[Document | Stored],
+        next_pk: int,
+    ) -> list[Stored | GWSError]:
+        """Each recording merged with what is stored of it, or was saved earlier in the
+        batch, then written."""
         results: list[Stored | GWSError] = []
         written: dict[int, Stored] = {}  # per pk, the recording as last merged in this batch
-        with self._write() as conn:
-            # What is stored already, in one lookup; then the batch merges in memory, so a
-            # recording posted twice in one batch merges with itself.
-            ids = [item_id(r) for r in recordings]
-            current: dict[str, tuple[int, Document | Stored]] = {
-                rec_id: (pk, decode(blob))
-                for rec_id, pk, blob in conn.execute(
-                    "SELECT id, pk, doc FROM recordings WHERE ccid = ?"
-                    " AND id IN (SELECT value FROM json_each(?))",
-                    (ccid, orjson.dumps(ids)),
-                )
-            }
-            replaced = {pk for pk, _ in current.values()}
-            # New recordings get the pks SQLite would give them (the write lock is held), so
-            # that they are inserted in one statement.
-            next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM recordings").fetchone()[0]
-            for rec_id, incoming in zip(ids, recordings, strict=True):
-                pk, existing = current.get(rec_id, (next_pk, None))
-                try:
-                    stored = merge_stored(existing, incoming)
-                except GWSError as error:
-                    results.append(error)
-                    continue
-                if pk == next_pk:
-                    next_pk += 1
-                current[rec_id] = (pk, stored)
-                written[pk] = stored
-                results.append(stored)
-            conn.executemany(
-                "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
-                " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
-                [(*_columns(row), pk) for pk, row in written.items() if pk in replaced],
+        # What is stored already, in one lookup; then the batch merges in memory, so a
+        # recording posted twice in one batch merges with itself.
+        ids = [item_id(r) for r in recordings]
+        current: dict[str, tuple[int, Document | Stored]] = {
+            rec_id: (pk, decode(blob))
+            for rec_id, pk, blob in conn.execute(
+                "SELECT id, pk, doc FROM recordings WHERE ccid = ?"
+                " AND id IN (SELECT value FROM json_each(?))",
+                (ccid, orjson.dumps(ids)),
             )
-            conn.executemany(
-                "INSERT INTO recordings (pk, ccid, id, region, start_ms, stop_ms, caller,"
-                " dialed, caller_rev, dialed_rev, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (pk, ccid, row.keys.id, *_columns(row))
-                    for pk, row in written.items()
-                    if pk not in replaced
-                ],
-            )
-            conn.executemany(
-                UPDATE_BLOCKS, block_bounds({pk: row.keys.start_ms for pk, row in written.items()})
-            )
-            conn.executemany(
-                "DELETE FROM recording_names WHERE pk = ?",
-                [(pk,) for pk in written if pk in replaced],
-            )
-            conn.executemany(
-                "INSERT INTO recording_names (ccid, name, start_ms, pk, sig)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [
-                    (ccid, name, keys.start_ms, pk, sig)
-                    for pk, row in written.items()
-                    for keys in (row.keys,)
-                    for sig in (signature(keys.names),)
-                    for name in keys.names
-                ],
-            )
+        }
+        replaced = {pk for pk, _ in current.values()}
+        # Imports go on inserting without looking first while no batch needs a merge.
+        self._all_new = not replaced and len(set(ids)) == len(ids)
+        for rec_id, incoming in zip(ids, recordings, strict=True):
+            pk, existing = current.get(rec_id, (next_pk, None))
+            try:
+                stored = merge_stored(existing, incoming)
+            except GWSError as error:
+                results.append(error)
+                continue
+            if pk == next_pk:
+                next_pk += 1
+            current[rec_id] = (pk, stored)
+            written[pk] = stored
+            results.append(stored)
+        self._write_rows(conn, ccid, written, replaced)
         return results
+
+    @staticmethod
+    def _write_rows(
+        conn: sqlite3.Connection, ccid: str, written: dict[int, Stored], replaced: set[int]
+    ) -> None:
+        """The recordings ``written`` (by pk), and their name entries and blocks; those whose
+        pk is in ``replaced`` are stored already and overwritten."""
+        conn.executemany(
+            "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
+            " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
+            [(*_columns(row), pk) for pk, row in written.items() if pk in replaced],
+        )
+        conn.executemany(
+            "INSERT INTO recordings (pk, ccid, id, region, start_ms, stop_ms, caller,"
+            " dialed, caller_rev, dialed_rev, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (pk, ccid, row.keys.id, *_columns(row))
+                for pk, row in written.items()
+                if pk not in replaced
+            ],
+        )
+        conn.executemany(
+            UPDATE_BLOCKS, block_bounds({pk: row.keys.start_ms for pk, row in written.items()})
+        )
+        conn.executemany(
+            "DELETE FROM recording_names WHERE pk = ?",
+            [(pk,) for pk in written if pk in replaced],
+        )
+        conn.executemany(
+            "INSERT INTO recording_names (ccid, name, start_ms, pk, sig) VALUES (?, ?, ?, ?, ?)",
+            [
+                (ccid, name, keys.start_ms, pk, sig)
+                for pk, row in written.items()
+                for keys in (row.keys,)
+                for sig in (signature(keys.names),)
+                for name in keys.names
+            ],
+        )
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
         with self._write() as conn:
