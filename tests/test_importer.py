@@ -423,9 +423,13 @@ def test_bulk_load_batches_share_transactions(
         assert committed() == ["a", "b", "c", "d", "f", "g"]
         assert store._uncommitted is None
         store.upsert("cc1", [local_recording("h")])  # the write lock is free
+        assert committed()[-1] == "h"
+        with store.bulk_load() as deferred:  # into a store that is not empty
+            assert not deferred
+            store.load("cc1", [events("i", "Joined")])
+            assert committed()[-1] == "i"  # a live database's writers wait for one batch
     finally:
         store.close()
-    assert committed()[-1] == "h"
 
 
 def test_import_collects_garbage_once_a_batch(

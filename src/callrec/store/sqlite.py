@@ -394,7 +394,7 @@ class SQLiteStore:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._all_new = True  # whether the last batch merged had no id stored or repeated
-        self._loading = False  # in a bulk load
+        self._loading = False  # in a bulk load into an empty store
         self._uncommitted: int | None = None  # recordings of its open transaction, if any
         self._load_owner = 0  # the thread that holds it (and the write lock)
         self._writer = _connect(self.path)
@@ -497,12 +497,12 @@ class SQLiteStore:
         at the end, which is several times cheaper than keeping them up to date row by row.
         Yields whether it did so; searches are slow until the load ends.
 
-        Meanwhile batches are committed several at a time (``LOAD_COMMIT``), and commits
-        are not flushed one by one (``synchronous = NORMAL``): a killed load loses the
-        batches of its open transaction, which loading the file again adds, and keeps the
-        rest; a power cut may lose the last commits too. The last commit, made with
-        ``FULL`` again, flushes them all. The log is checkpointed less often and the page
-        cache is larger.
+        Meanwhile commits are not flushed one by one (``synchronous = NORMAL``), and into
+        an empty store batches are committed several at a time (``LOAD_COMMIT``): a killed
+        load loses the batches of its open transaction, which loading the file again adds,
+        and keeps the rest; a power cut may lose the last commits too. The last commit,
+        made with ``FULL`` again, flushes them all. The log is checkpointed less often and
+        the page cache is larger.
         """
         with self._write() as conn:
             deferred = conn.execute("SELECT 1 FROM recordings LIMIT 1").fetchone() is None
@@ -512,7 +512,9 @@ class SQLiteStore:
         with self._lock:
             # Fewer flushes, fewer checkpoints, and the indexes' hot pages kept in memory.
             _set_pragmas(self._writer, _BULK_PRAGMAS, 1)
-        self._loading = True
+        # Batches share transactions only when the store was empty: into a live database, a
+        # server's writes wait for a transaction at most one batch long.
+        self._loading = deferred
         try:
             yield deferred
         finally:
