@@ -682,8 +682,9 @@ class SQLiteStore:
         # New recordings get the pks SQLite would give them (the write lock is held), so that
         # they are inserted in one statement.
         next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM recordings").fetchone()[0]
-        if self._all_new and all(isinstance(r, Stored) for r in recordings):
-            written = self._insert_new(conn, ccid, recordings, next_pk)  # type: ignore[arg-type]
+        prepared = [r for r in recordings if isinstance(r, Stored)]
+        if self._all_new and len(prepared) == len(recordings):
+            written = self._insert_new(conn, ccid, prepared, next_pk)
             if written is not None:
                 return written
         return self._merge_in(conn, ccid, recordings, next_pk)
