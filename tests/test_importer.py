@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -156,6 +157,33 @@ def test_blocks_cover_every_line_with_its_number(tmp_path: Path) -> None:
         (5, b"c"),
     ]
     assert b"".join(block for _, block in chunks) == source.read_bytes()
+
+
+def test_blocks_read_are_dropped_from_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "lines.jsonl"
+    source.write_bytes(b"a\nbb\nccc\n")
+    advised: list[tuple[int, int, int]] = []
+    monkeypatch.setattr(
+        importer.os,
+        "posix_fadvise",
+        lambda fd, offset, length, advice: advised.append((offset, length, advice)),
+        raising=False,
+    )
+    reads = []
+    for _, block in read_chunks(source, size=2):
+        reads.append(block)
+        # Nothing is dropped before the block is handed on.
+        assert len(advised) == len(reads) - 1
+    assert advised == [(0, n, os.POSIX_FADV_DONTNEED) for n in (2, 5, 9)]
+    # A file whose pages cannot be advised on (a pipe, say) reads all the same.
+
+    def refused(*args: Any) -> None:
+        raise OSError(29, "Illegal seek")
+
+    monkeypatch.setattr(importer.os, "posix_fadvise", refused)
+    assert b"".join(block for _, block in read_chunks(source, size=2)) == source.read_bytes()
 
 
 # --------------------------------------------------------------------------- SQLite bulk load

@@ -15,9 +15,10 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -90,6 +91,16 @@ def read_chunks(path: Path, size: int = CHUNK) -> Iterator[Chunk]:
                 block += handle.readline()  # to the end of the line it cut
             yield line_no, block
             line_no += block.count(b"\n")
+            _forget_read(handle)
+
+
+def _forget_read(handle: BinaryIO) -> None:
+    """Tell the system the file's pages read so far will not be read again: in its page
+    cache they would push out the database's own, which the index builds then read from
+    disk (a 10M import reads an 11 GB file and writes an 11 GB database)."""
+    if hasattr(os, "posix_fadvise"):  # not on macOS
+        with suppress(OSError):  # not on a pipe
+            os.posix_fadvise(handle.fileno(), 0, handle.tell(), os.POSIX_FADV_DONTNEED)
 
 
 def chunk_lines(chunk: Chunk) -> Lines:
