@@ -233,6 +233,9 @@ def assert_trigrams_indexed(path: Path) -> None:
             table = f"{column}_fts"
             conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)")
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+            # Filled with a large buffer of pending terms, set back to FTS5's 1 MB after.
+            [(hashsize,)] = conn.execute(f"SELECT v FROM {table}_config WHERE k = 'hashsize'")
+            assert hashsize == 1 << 20
 
 
 def assert_searches_match_reference(store: RecordingStore, docs: list[dict[str, Any]]) -> None:
