@@ -485,3 +485,36 @@ def test_import_collects_garbage_once_a_batch(
     assert not any(automatic)  # no automatic collection during the import
     assert gc.isenabled()  # and back afterwards
     assert len(collections) == len(automatic)  # one after each batch
+
+
+# Batches loaded into an empty store, the process killed with the second transaction open
+# (argv: a database URL, a file of recordings).
+KILLED_LOADS = """
+import json, os, signal, sys
+from callrec.model import to_store
+from callrec.store import open_store, sqlite
+sqlite.LOAD_COMMIT = 2
+store = open_store(sys.argv[1])
+docs = [to_store(None, json.loads(line)) for line in open(sys.argv[2], encoding="utf-8")]
+with store.bulk_load():
+    store.load("cc1", docs[:2])  # two: committed
+    store.load("cc1", docs[2:3])  # in the open transaction
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_load_keeps_what_it_committed(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    source = tmp_path / "three.jsonl"
+    demo_jsonl(source, 3, seed=5)
+    done = subprocess.run([sys.executable, "-c", KILLED_LOADS, f"sqlite:///{path}", str(source)])
+    assert done.returncode == -signal.SIGKILL
+
+    first_two = [json.loads(line)["id"] for line in source.read_text().splitlines()[:2]]
+    reopened = SQLiteStore(path)
+    try:
+        assert sorted(d["id"] for d in everything_in(reopened)) == sorted(first_two)
+        [(check,)] = reopened._writer.execute("PRAGMA integrity_check").fetchall()
+        assert check == "ok"
+    finally:
+        reopened.close()
