@@ -292,12 +292,13 @@ with store.bulk_load():
 """
 
 
-def killed_load(tmp_path: Path) -> Path:
-    """A database of 300 recordings whose bulk load was killed before its builds."""
+def killed_load(tmp_path: Path, script: str = KILLED_LOAD, count: int = 300) -> Path:
+    """A database whose bulk load of ``count`` demo recordings by ``script`` was killed
+    before its builds."""
     path = tmp_path / "killed.db"
     source = tmp_path / "sample.jsonl"
-    demo_jsonl(source, 300, seed=5)
-    done = subprocess.run([sys.executable, "-c", KILLED_LOAD, f"sqlite:///{path}", str(source)])
+    demo_jsonl(source, count, seed=5)
+    done = subprocess.run([sys.executable, "-c", script, f"sqlite:///{path}", str(source)])
     assert done.returncode == -signal.SIGKILL
     assert not set(DERIVED) & structures(path)
     return path
@@ -504,13 +505,10 @@ with store.bulk_load():
 
 
 def test_a_killed_load_keeps_what_it_committed(tmp_path: Path) -> None:
-    path = tmp_path / "killed.db"
-    source = tmp_path / "three.jsonl"
-    demo_jsonl(source, 3, seed=5)
-    done = subprocess.run([sys.executable, "-c", KILLED_LOADS, f"sqlite:///{path}", str(source)])
-    assert done.returncode == -signal.SIGKILL
+    path = killed_load(tmp_path, KILLED_LOADS, 3)
 
-    first_two = [json.loads(line)["id"] for line in source.read_text().splitlines()[:2]]
+    lines = (tmp_path / "sample.jsonl").read_text().splitlines()
+    first_two = [json.loads(line)["id"] for line in lines[:2]]
     reopened = SQLiteStore(path)
     try:
         assert sorted(d["id"] for d in everything_in(reopened)) == sorted(first_two)
