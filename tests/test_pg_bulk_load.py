@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from callrec.query import RecordingQuery
-from callrec.store import open_store
+from callrec.store import open_store, postgres
+from callrec.store.pgremember import changed_recordings
 from callrec.store.postgres import DEFERRED, KEPT, TRIGRAM_INDEXES, PostgresStore
 from test_importer import KILLED_LOAD, assert_searches_match_reference, sample
 
@@ -122,5 +124,57 @@ def test_an_import_transaction_fits_the_lock_table(pg_url: str) -> None:
         ]
         assert store.load("cc", docs) == [None] * len(docs)
         assert store.get("cc", f"lock{len(docs) - 1}") is not None
+    finally:
+        store.close()
+
+
+def test_a_batch_looks_its_ids_up_by_index_on_a_table_the_planner_would_scan(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's lookup of its ids probes the index of ids even where the planner rates a scan
+    of the whole table cheaper (a batch with as many ids as a tenth of the table's rows):
+    near 600,000 recordings such a scan took 5x the probes' time."""
+    store = open_store(pg_url)
+    assert isinstance(store, PostgresStore)
+    docs = sample(3000, tmp_path)
+    batch = docs[1000:3000]  # 1,000 stored, 1,000 new
+    scans: list[tuple[int, int]] = []  # at the transaction's start, then before it writes
+
+    def count(conn: psycopg.Connection[Any]) -> None:
+        # What the server counts so far for the connection (its transactions not yet
+        # reported included): the difference is the lookup's.
+        row = conn.execute(
+            "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+            " WHERE relid = 'recordings'::regclass"
+        ).fetchone()
+        assert row is not None
+        scans.append((int(row[0]), int(row[1])))
+
+    def changed(conn: psycopg.Connection[Any], *args: Any) -> None:
+        count(conn)
+        changed_recordings(conn, *args)
+
+    def write(conn: psycopg.Connection[Any], *args: Any) -> None:
+        count(conn)
+        store_write(conn, *args)
+
+    store_write = store._write
+    try:
+        store.load("cc1", docs[:2000])
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("ANALYZE recordings")
+            plan = conn.execute(
+                "EXPLAIN SELECT id FROM recordings WHERE ccid = 'cc1' AND id = ANY(%s)",
+                ([d["id"] for d in batch],),
+            ).fetchall()
+        assert "Seq Scan" in str(plan)  # what the planner would choose by itself
+        monkeypatch.setattr(store, "_write", write)
+        monkeypatch.setattr(postgres, "changed_recordings", changed)
+        results = store.upsert("cc1", batch)
+        assert [r["id"] for r in results] == [d["id"] for d in batch]
+        assert len(scans) == 2
+        (seq_before, index_before), (seq_after, index_after) = scans
+        assert seq_after == seq_before
+        assert index_after > index_before
     finally:
         store.close()

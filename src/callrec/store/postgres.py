@@ -660,6 +660,10 @@ class PostgresStore:
                 " ORDER BY k) AS s",
                 (ccid, ids),
             )
+            # The lookups and replacements by id below probe their indexes, whatever the
+            # planner estimates: on a table of 600,000 recordings it rated a parallel scan
+            # of it cheaper than 8,000 probes, and took 140 ms where the probes take 26.
+            conn.execute("SET LOCAL enable_seqscan = off")
             current: dict[str, Document | Stored] = {
                 rec_id: decode(doc)
                 for rec_id, doc in conn.execute(
