@@ -5,7 +5,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run demo test lint bench clean
 
-$(STAMP): pyproject.toml
+# setup.py compiles these (mypyc): editing one builds them again.
+COMPILED := $(shell sed -n 's/^COMPILED = \[\(.*\)\]/\1/p' setup.py | tr -d '",')
+
+$(STAMP): pyproject.toml setup.py $(COMPILED)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'

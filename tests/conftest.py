@@ -52,6 +52,19 @@ def pytest_report_header() -> str:
     return status_line()
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once when a module setup.py compiles is older than its source: the tests
+    would run the code as it was (any make target builds them again)."""
+    from test_build import stale_modules
+
+    if stale := stale_modules():
+        pytest.exit(
+            f"compiled before their sources last changed: {', '.join(stale)};"
+            " run `make .venv/.installed-stamp` (any make target does)",
+            returncode=2,
+        )
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Any:
     from pgserver import postgres_required, postgres_server, unavailable_reason

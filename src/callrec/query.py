@@ -276,7 +276,7 @@ def user_query_matches(user: tuple[tuple[str, ...], ...], names: Sequence[str]) 
 # --------------------------------------------------------------------------- instants
 
 
-def parse_instant(value: str, name: str) -> int:
+def parse_instant(value: object, name: str) -> int:
     """Parse a time parameter into epoch milliseconds (UTC).
 
     Accepted forms:
@@ -437,13 +437,12 @@ def parse_query(params: Mapping[str, str]) -> RecordingQuery:
     lone surrogate, or that its parser rejects. Parameters are checked in
     :data:`QUERY_PARAMETERS` order, so the first bad one is the one reported.
     """
-    present = {key: params[key] for key in QUERY_PARAMETERS if key in params}
+    given: Mapping[str, object] = params  # whatever a caller passes, checked here
+    present = {key: _checked(key, given[key]) for key in QUERY_PARAMETERS if key in given}
     if not present:
         raise MissingParameter(
             "The query needs at least one of these parameters: " + ", ".join(QUERY_PARAMETERS)
         )
-    for key, value in present.items():
-        _check_raw(key, value)
 
     def phone(key: str) -> str | None:
         return parse_phone_pattern(present[key], key) if key in present else None
@@ -460,7 +459,7 @@ def parse_query(params: Mapping[str, str]) -> RecordingQuery:
     )
 
 
-def _check_raw(key: str, value: str) -> None:
+def _checked(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise InvalidParameter(f"Invalid {key}: expected a string")
     if len(value) > MAX_PARAMETER_LENGTH:
@@ -469,10 +468,16 @@ def _check_raw(key: str, value: str) -> None:
     # that were not UTF-8; lone surrogates cannot be encoded for the database at all.
     if "\x00" in value or "\ufffd" in value or _has_surrogate(value):
         raise InvalidParameter(f"Invalid {key}: contains characters that are not allowed")
+    return value
+
+
+# chr(): mypyc (setup.py) takes no surrogate in a string literal.
+_SURROGATES = (chr(0xD800), chr(0xDFFF))
 
 
 def _has_surrogate(value: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in value)
+    low, high = _SURROGATES
+    return any(low <= ch <= high for ch in value)
 
 
 def matches(query: RecordingQuery, recording: Mapping[str, Any]) -> bool:
