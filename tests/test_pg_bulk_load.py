@@ -7,6 +7,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +58,21 @@ def test_the_deferred_structures_are_the_secondary_indexes() -> None:
     assert not KEPT & set(DEFERRED)
 
 
-def test_bulk_load_defers_indexes_on_an_empty_database_only(pg_url: str, tmp_path: Path) -> None:
-    store = open_store(pg_url)
+@pytest.mark.parametrize("pool_size", [10, 1])
+def test_bulk_load_defers_indexes_on_an_empty_database_only(
+    pg_url: str, tmp_path: Path, pool_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(pg_url, pool_size=pool_size)
     assert isinstance(store, PostgresStore)
     docs = sample(400, tmp_path)
+    builders: dict[int, list[str]] = {}  # thread: the structures it built
+    build = postgres._build
+
+    def recorded(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+        builders.setdefault(threading.get_ident(), []).extend(names)
+        build(conn, names)
+
+    monkeypatch.setattr(postgres, "_build", recorded)
     try:
         built = structures(pg_url)
         assert SECONDARY | KEPT | {"recordings_pkey"} <= built
@@ -73,6 +86,14 @@ def test_bulk_load_defers_indexes_on_an_empty_database_only(pg_url: str, tmp_pat
                 store, store.search("cc1", RecordingQuery(), limit=1000)
             )
         assert structures(pg_url) == built
+        # The trigram indexes beside the rest, on a connection of their own when the pool
+        # has two.
+        if pool_size > 1:
+            assert sorted(map(sorted, builders.values())) == sorted(
+                [sorted(TRIGRAM_INDEXES), sorted(DEFERRED)]
+            )
+        else:
+            assert list(builders.values()) == [[*DEFERRED, *TRIGRAM_INDEXES]]
         assert names_key(pg_url) == ["PRIMARY KEY (ccid, name, start_ms, id) INCLUDE (sig)"]
         stored = store.search("cc1", RecordingQuery(), limit=1000)
         assert len(stored) == 400
