@@ -32,4 +32,4 @@ bench: $(STAMP)  ## Benchmarks (see bench/README.md)
 	$(VENV)/bin/python bench/run.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/callrec/*.so

@@ -199,3 +199,44 @@ def test_a_batch_looks_its_ids_up_by_index_on_a_table_the_planner_would_scan(
         assert index_after > index_before
     finally:
         store.close()
+
+
+def test_a_failed_build_stops_the_one_beside_it(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(pg_url)
+    assert isinstance(store, PostgresStore)
+    docs = sample(50, tmp_path)
+    started = threading.Event()
+    outcome: list[str] = []
+
+    def failing(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+        if set(names) <= set(TRIGRAM_INDEXES):  # the build beside: a long one
+            conn.execute("SET LOCAL statement_timeout = 0")
+            started.set()
+            try:
+                conn.execute("SELECT pg_sleep(60)")
+            except psycopg.errors.QueryCanceled:
+                outcome.append("cancelled")
+                raise
+        else:
+            started.wait(10)
+            raise RuntimeError("the build failed")
+
+    try:
+        load = store.bulk_load()
+        assert load.__enter__()  # the indexes dropped
+        store.upsert("cc1", docs)
+        monkeypatch.setattr(postgres, "_build", failing)
+        with pytest.raises(RuntimeError, match="the build failed"):
+            load.__exit__(None, None, None)  # the builds, at the end of the load
+        assert outcome == ["cancelled"]
+    finally:
+        store.close()
+    monkeypatch.undo()
+    reopened = open_store(pg_url)  # builds what the load left missing
+    try:
+        assert structures(pg_url) >= SECONDARY
+        assert len(reopened.search("cc1", RecordingQuery(), limit=100)) == 50
+    finally:
+        reopened.close()

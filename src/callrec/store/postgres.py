@@ -773,18 +773,25 @@ class PostgresStore:
         trigrams = [name for name in missing if name in TRIGRAM_INDEXES]
         others = [name for name in missing if name not in TRIGRAM_INDEXES]
 
-        def build(names: Sequence[str]) -> None:
+        def build(names: Sequence[str], using: list[psycopg.Connection[Any]]) -> None:
             with self._conn() as conn, conn.transaction():
+                using.append(conn)
                 _build(conn, names)
 
         try:
             if trigrams and others and self._pool.max_size > 1:
                 with ThreadPoolExecutor(1) as side:
-                    beside = side.submit(build, trigrams)
-                    build(others)
+                    side_conn: list[psycopg.Connection[Any]] = []
+                    beside = side.submit(build, trigrams, side_conn)
+                    try:
+                        build(others, [])
+                    except BaseException:  # Ctrl-C included: the other build stops too
+                        if side_conn and not beside.done():
+                            side_conn[0].cancel_safe()
+                        raise
                     beside.result()
             else:
-                build(missing)
+                build(missing, [])
         finally:
             self._remembered.forget(None)
 
