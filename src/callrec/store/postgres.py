@@ -776,28 +776,29 @@ class PostgresStore:
         others = [name for name in missing if name not in TRIGRAM_INDEXES]
 
         stopped = threading.Event()  # the other build failed: start none
+        beside_conn: list[psycopg.Connection[Any]] = []  # the one building beside, once it is
 
-        def build(names: Sequence[str], using: list[psycopg.Connection[Any]]) -> None:
+        def build(names: Sequence[str], *, beside: bool = False) -> None:
             with self._conn() as conn, conn.transaction():
-                using.append(conn)
+                if beside:
+                    beside_conn.append(conn)
                 if not stopped.is_set():
                     _build(conn, names)
 
         try:
             if trigrams and others and self._pool.max_size > 1:
                 with ThreadPoolExecutor(1) as side:
-                    side_conn: list[psycopg.Connection[Any]] = []
-                    beside = side.submit(build, trigrams, side_conn)
+                    trigram_builds = side.submit(build, trigrams, beside=True)
                     try:
-                        build(others, [])
+                        build(others)
                     except BaseException:  # Ctrl-C included: the other build stops too
                         stopped.set()
-                        if side_conn and not beside.done():
-                            side_conn[0].cancel_safe()
+                        if beside_conn and not trigram_builds.done():
+                            beside_conn[0].cancel_safe()
                         raise
-                    beside.result()
+                    trigram_builds.result()
             else:
-                build(missing, [])
+                build(missing)
         finally:
             self._remembered.forget(None)
 
