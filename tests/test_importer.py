@@ -27,7 +27,8 @@ from callrec.services import Services
 from callrec.settings import Settings
 from callrec.store import Document, RecordingStore, search_key
 from callrec.store import sqlite as sqlite_store
-from callrec.store.sqlite import DERIVED, SQLiteStore, _build_steps
+from callrec.store.sqlite import SQLiteStore
+from callrec.store.sqliteschema import DERIVED, build_steps
 from conftest import local_recording
 
 
@@ -325,7 +326,7 @@ def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
 
 
 def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
-    steps = _build_steps(dict(DERIVED))
+    steps = build_steps(dict(DERIVED))
     ddl = [statement for step in steps for statement in step if statement in DERIVED.values()]
     assert sorted(ddl) == sorted(DERIVED.values())  # each structure built once
     for step in steps:
@@ -339,7 +340,7 @@ def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
         fills = step[len(triggers) :]
         assert any(f.startswith(f"INSERT INTO {kept} (") and "SELECT" in f for f in fills)
     # A trigger missing alone is built again with its table's filling.
-    [step] = _build_steps({"caller_fts_update": DERIVED["caller_fts_update"]})
+    [step] = build_steps({"caller_fts_update": DERIVED["caller_fts_update"]})
     assert step[0] == DERIVED["caller_fts_update"]
     assert "delete-all" in step[1]
 
@@ -347,7 +348,7 @@ def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
 def test_builds_killed_between_steps_are_finished_at_the_next_start(tmp_path: Path) -> None:
     path = killed_load(tmp_path)
     # The indexes and the callers' trigrams were built before the process was killed.
-    steps = _build_steps(dict(DERIVED))
+    steps = build_steps(dict(DERIVED))
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         for step in steps[:-2]:
             conn.execute("BEGIN IMMEDIATE")

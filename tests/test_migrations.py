@@ -13,8 +13,8 @@ import pytest
 from callrec.model import index_keys, merge_recordings
 from callrec.query import matches, parse_query
 from callrec.store import open_store
-from callrec.store import postgres as pg_schema
-from callrec.store import sqlite as sqlite_schema
+from callrec.store import pgschema as pg_schema
+from callrec.store import sqliteschema as sqlite_schema
 from conftest import local_recording
 
 
@@ -260,7 +260,7 @@ def test_sqlite_version_4_names_are_rekeyed_with_a_dictionary(tmp_path: Path) ->
 def test_an_old_database_left_by_a_killed_bulk_load_upgrades(tmp_path: Path, version: int) -> None:
     """A bulk load drops the secondary indexes and triggers; killed, it leaves them out. The
     migrations that follow must not need them, and the open builds them again."""
-    from callrec.store.sqlite import DERIVED
+    from callrec.store.sqliteschema import DERIVED
 
     path = tmp_path / "killed.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -16,9 +16,10 @@ import psycopg
 import pytest
 
 from callrec.query import RecordingQuery
-from callrec.store import open_store, postgres
+from callrec.store import open_store, pgschema, postgres
 from callrec.store.pgremember import changed_recordings
-from callrec.store.postgres import DEFERRED, KEPT, TRIGRAM_INDEXES, PostgresStore
+from callrec.store.pgschema import DEFERRED, KEPT, TRIGRAM_INDEXES
+from callrec.store.postgres import PostgresStore
 from test_importer import KILLED_LOAD, assert_searches_match_reference, sample
 
 SECONDARY = set(DEFERRED) | set(TRIGRAM_INDEXES)
@@ -66,13 +67,13 @@ def test_bulk_load_defers_indexes_on_an_empty_database_only(
     assert isinstance(store, PostgresStore)
     docs = sample(400, tmp_path)
     builders: dict[int, list[str]] = {}  # thread: the structures it built
-    build = postgres._build
+    build = pgschema.build
 
     def recorded(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
         builders.setdefault(threading.get_ident(), []).extend(names)
         build(conn, names)
 
-    monkeypatch.setattr(postgres, "_build", recorded)
+    monkeypatch.setattr(pgschema, "build", recorded)
     try:
         built = structures(pg_url)
         assert SECONDARY | KEPT | {"recordings_pkey"} <= built
@@ -227,7 +228,7 @@ def test_a_failed_build_stops_the_one_beside_it(
         load = store.bulk_load()
         assert load.__enter__()  # the indexes dropped
         store.upsert("cc1", docs)
-        monkeypatch.setattr(postgres, "_build", failing)
+        monkeypatch.setattr(pgschema, "build", failing)
         with pytest.raises(RuntimeError, match="the build failed"):
             load.__exit__(None, None, None)  # the builds, at the end of the load
         assert outcome == ["cancelled"]

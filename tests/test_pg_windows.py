@@ -15,8 +15,9 @@ from callrec.ingest import prepare
 from callrec.media.locations import Storages
 from callrec.query import RecordingQuery, format_instant, parse_query
 from callrec.store import SearchKey, open_store, pgwindows
+from callrec.store.pgschema import SCHEMA_VERSION
 from callrec.store.pgwindows import TimeStats, next_size, spanned, window_end
-from callrec.store.postgres import SCHEMA_VERSION, PostgresStore
+from callrec.store.postgres import PostgresStore
 from pattern_cases import CCID, all_pages, expected_ids, queries, recordings
 
 
