@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -268,6 +269,28 @@ def test_import_of_a_clean_file_exits_0(data: Path, tmp_path: Path) -> None:
     done = cli(data, "import", str(source), "--contact-center", "cc1")
     assert done.returncode == 0, done.stderr
     assert "imported 12 recordings, 0 lines failed" in flat(done.stderr)
+
+
+def test_an_import_says_how_long_it_took_and_into_an_empty_database_how_long_the_builds(
+    data: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "clean.jsonl"
+    source.write_text("\n".join(good_lines(tmp_path, 10)) + "\n", encoding="utf-8")
+    seconds = r"(\d+\.\d) s"
+    first = cli(data, "import", str(source), "--contact-center", "cc1")
+    found = re.search(
+        rf"0 lines failed, in {seconds} \(rows {seconds}, indexes and statistics {seconds}\):"
+        r" ([\d,]+) recordings/s",
+        flat(first.stderr),
+    )
+    assert found, first.stderr
+    total, rows, builds = (float(found[i]) for i in (1, 2, 3))
+    assert abs(rows + builds - total) <= 0.151  # each rounded to a tenth
+    assert int(found[4].replace(",", "")) > 0
+    # Into a database that holds recordings, nothing is dropped nor built again.
+    again = cli(data, "import", str(source), "--contact-center", "cc1")
+    assert re.search(rf"0 lines failed, in {seconds}: [\d,]+ recordings/s", flat(again.stderr))
+    assert "indexes" not in flat(again.stderr)
 
 
 @pytest.mark.parametrize(

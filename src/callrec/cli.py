@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -27,7 +28,7 @@ from rich.table import Table
 from callrec import __version__
 from callrec.auth import OPS, ROLES, hash_password
 from callrec.errors import GWSError
-from callrec.importer import default_jobs, import_file
+from callrec.importer import ImportResult, default_jobs, import_file
 from callrec.ingest import as_posted
 from callrec.media.check import Reference, Report, check_references, find_orphans, references
 from callrec.media.config import StorageConfigError
@@ -258,6 +259,7 @@ def import_(
         err.print(f"line {line_no}: {message}", highlight=False)
 
     gc.freeze()  # what start-up made lives as long as the command: no collection walks it
+    started = time.monotonic()
     try:
         with services.store.bulk_load() as deferred, _progress() as progress:
             task = progress.add_task("importing", total=file.stat().st_size)
@@ -269,17 +271,27 @@ def import_(
                 on_error=on_error,
                 on_progress=lambda size: progress.advance(task, size),
             )
+            rows = time.monotonic() - started
             if deferred:
                 progress.stop()
                 err.print("building the indexes ...", highlight=False)
         services.store.optimize()
     finally:
         services.close()
-    err.print(
-        f"imported {result.imported} recordings, {result.failed} lines failed", highlight=False
-    )
+    err.print(_import_summary(result, rows, time.monotonic() - started, deferred), highlight=False)
     if result.failed:
         raise typer.Exit(1)
+
+
+def _import_summary(result: ImportResult, rows: float, total: float, deferred: bool) -> str:
+    """What an import did, and how long it took: the rows, then (into an empty database) the
+    indexes built at the end and the statistics."""
+    split = f" (rows {rows:.1f} s, indexes and statistics {total - rows:.1f} s)" if deferred else ""
+    rate = result.imported / total if total > 0 else 0.0
+    return (
+        f"imported {result.imported} recordings, {result.failed} lines failed,"
+        f" in {total:.1f} s{split}: {rate:,.0f} recordings/s"
+    )
 
 
 @app.command()
