@@ -25,7 +25,7 @@ from callrec.model import Stored, to_store
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import Document, RecordingStore, search_key
+from callrec.store import Document, RecordingStore, open_store, search_key
 from callrec.store import sqlite as sqlite_store
 from callrec.store.sqlite import SQLiteStore
 from callrec.store.sqliteschema import DERIVED, build_steps
@@ -417,6 +417,53 @@ def test_loads_insert_new_recordings_directly_and_merge_stored_or_repeated_ones(
     names = len(events("x", "Joined").keys.names)
     assert names > 1
     assert rows(path) == [(pk, rec_id, names) for pk, rec_id in enumerate("abcde", 1)]
+
+
+def test_a_file_loaded_again_writes_only_what_it_changes(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import run again over a file it loaded (after a kill, say) finds each recording
+    stored in the very form it prepared: nothing to merge, nothing written (a merge of
+    600,000 such recordings took 183 s, against 28 s for their first load)."""
+    written: list[str] = []
+
+    def sqlite_rows(conn: Any, ccid: str, rows: dict[int, Stored], replaced: set[int]) -> None:
+        written.extend(row.keys.id for row in rows.values())
+        write_rows(conn, ccid, rows, replaced)
+
+    def postgres_rows(self: Any, conn: Any, ccid: str, rows: list[Stored], stored: Any) -> None:
+        written.extend(row.keys.id for row in rows)
+        write(self, conn, ccid, rows, stored)
+
+    write_rows = SQLiteStore._write_rows
+    monkeypatch.setattr(SQLiteStore, "_write_rows", staticmethod(sqlite_rows))
+    from callrec.store.postgres import PostgresStore
+
+    write = PostgresStore._write
+    monkeypatch.setattr(PostgresStore, "_write", postgres_rows)
+    store = open_store(database_url)
+    try:
+        first = [events("a", "Joined"), events("b", "Joined"), events("c", "Joined")]
+        assert store.load("cc1", first) == [None] * 3
+        assert sorted(written) == ["a", "b", "c"]
+        written.clear()
+        store.upsert("cc1", [events("b", "Left").doc])  # b changed since it was loaded
+        written.clear()
+        again = [events("a", "Joined"), events("b", "Joined"), events("c", "Joined")]
+        more = [events("d", "Joined"), events("c", "Left"), events("c", "Joined")]
+        assert store.load("cc1", [*again, *more]) == [None] * 6
+        # b is merged (it holds "Left" now, which the file does not), d is new, c changes
+        # in the batch and is merged with itself after; a is left as it was.
+        assert sorted(written) == ["b", "c", "d"]
+        history = {d["id"]: [e["event"] for e in d["eventHistory"]] for d in everything_in(store)}
+    finally:
+        store.close()
+    assert history == {
+        "a": ["Joined"],
+        "b": ["Joined", "Left"],
+        "c": ["Joined", "Left"],
+        "d": ["Joined"],
+    }
 
 
 def everything_in(store: RecordingStore) -> list[Document]:

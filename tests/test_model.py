@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from callrec.demo import demo_recordings
 from callrec.doccodec import unpack
 from callrec.errors import GWSError, InvalidParameter, MissingParameter
 from callrec.ingest import as_posted, prepare
@@ -20,6 +21,9 @@ from callrec.model import (
     find_media,
     index_keys,
     merge_recordings,
+    merge_stored,
+    to_store,
+    unchanged,
     validate_recording,
 )
 from callrec.query import fold_name
@@ -300,6 +304,29 @@ def test_merge_replaces_the_top_level_fields_given_and_keeps_the_others() -> Non
     assert merged["startTime"] == first["startTime"]
     assert merged["stopTime"] == first["stopTime"]
     assert merged["eventHistory"] == first["eventHistory"]
+
+
+def self_merge_cases() -> list[dict[str, Any]]:
+    twice = event("kim")
+    return [
+        *(validate_recording(d, CC) for d in demo_recordings(300, seed=3, ccid=CC)),
+        valid(eventHistory=[twice, event("ann"), copy.deepcopy(twice)]),  # an event twice
+        valid(mediaFiles=[media(startTime="2013-05-17T19:40:00.000+0000")]),  # widens
+        valid(stopTime=None),
+        valid(custom={"z": 1, "a": [None, "ü"]}, callType="Inbound", ccid=CC),
+    ]
+
+
+@pytest.mark.parametrize("doc", self_merge_cases())
+def test_a_recording_merged_over_itself_is_itself(doc: dict[str, Any]) -> None:
+    """Why a store writes nothing for a recording prepared to the very form it holds
+    (``model.unchanged``): merging it over itself gives the same stored form back."""
+    prepared = to_store(None, doc)
+    again = merge_stored(orjson.loads(prepared.blob), prepared)
+    assert again.packed == prepared.packed
+    assert unchanged(prepared.packed, to_store(None, doc))
+    assert not unchanged(to_store(None, valid(callType="Outbound")).packed, prepared)
+    assert not unchanged(prepared.doc, prepared)  # a document merged in the batch: merged
 
 
 def test_merge_does_not_modify_its_arguments() -> None:

@@ -328,6 +328,14 @@ def merge_stored(
     return to_store(existing, incoming)
 
 
+def unchanged(stored: object, incoming: Stored) -> bool:
+    """Whether saving ``incoming`` over a recording's stored form (``stored``, its bytes as
+    read) would write it back as it is: ``incoming`` was prepared ahead to that very form (an
+    import run again over a file it loaded, in part or whole). Merging a recording over
+    itself gives it back, so the store keeps what it has and writes nothing."""
+    return isinstance(stored, bytes) and incoming.packed == stored
+
+
 def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The document with its fields in SPEC §1 output order, other fields after."""
     head = {k: doc[k] for k in FIELD_ORDER if k in doc}

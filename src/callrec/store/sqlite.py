@@ -24,7 +24,7 @@ import orjson
 
 from callrec.doccodec import decode
 from callrec.errors import GWSError
-from callrec.model import Stored, item_id, merge_stored
+from callrec.model import Stored, item_id, merge_stored, unchanged
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, indexed_columns, sqliteblocks, sqlitenames
 from callrec.store.names import signature
@@ -431,8 +431,8 @@ class SQLiteStore:
         # What is stored already, in one lookup; then the batch merges in memory, so a
         # recording posted twice in one batch merges with itself.
         ids = [item_id(r) for r in recordings]
-        current: dict[str, tuple[int, Document | Stored]] = {
-            rec_id: (pk, decode(blob))
+        current: dict[str, tuple[int, bytes | Document | Stored]] = {
+            rec_id: (pk, blob)
             for rec_id, pk, blob in conn.execute(
                 "SELECT id, pk, doc FROM recordings WHERE ccid = ?"
                 " AND id IN (SELECT value FROM json_each(?))",
@@ -444,8 +444,13 @@ class SQLiteStore:
         self._all_new = not replaced and len(set(ids)) == len(ids)
         for rec_id, incoming in zip(ids, recordings, strict=True):
             pk, existing = current.get(rec_id, (next_pk, None))
+            if isinstance(incoming, Stored) and unchanged(existing, incoming):
+                results.append(incoming)
+                continue
             try:
-                stored = merge_stored(existing, incoming)
+                stored = merge_stored(
+                    decode(existing) if isinstance(existing, bytes) else existing, incoming
+                )
             except GWSError as error:
                 results.append(error)
                 continue
