@@ -29,7 +29,7 @@ from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, indexed_columns, sqliteblocks, sqlitenames
 from callrec.store.names import signature
 from callrec.store.sqliteblocks import UPDATE_BLOCKS, block_bounds
-from callrec.store.sqliteschema import DERIVED, build_steps, migrate
+from callrec.store.sqliteschema import DERIVED, KEPT, build_steps, migrate
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
 
@@ -103,7 +103,8 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the writer's: held through a bulk load's transaction
+        self._readers_lock = threading.Lock()  # so a read never waits for a write
         self._all_new = True  # whether the last batch merged had no id stored or repeated
         self._loading = False  # in a bulk load into an empty store
         self._uncommitted: int | None = None  # recordings of its open transaction, if any
@@ -219,7 +220,8 @@ class SQLiteStore:
             deferred = conn.execute("SELECT 1 FROM recordings LIMIT 1").fetchone() is None
             if deferred:
                 for name, ddl in DERIVED.items():
-                    conn.execute(f"DROP {ddl.split()[1]} IF EXISTS {name}")
+                    if name not in KEPT:
+                        conn.execute(f"DROP {ddl.split()[1]} IF EXISTS {name}")
         with self._lock:
             # Fewer flushes, fewer checkpoints, and the indexes' hot pages kept in memory.
             _set_pragmas(self._writer, _BULK_PRAGMAS, 1)
@@ -245,7 +247,7 @@ class SQLiteStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = _connect(self.path)
-            with self._lock:
+            with self._readers_lock:
                 self._readers.append(conn)
         return conn
 
@@ -589,10 +591,11 @@ class SQLiteStore:
         conn.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
-        with self._lock:
+        with self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
+        with self._lock:
             self._writer.close()
         if self._commits is not None:
             self._commits.close()
