@@ -28,7 +28,7 @@ from callrec.settings import Settings
 from callrec.store import Document, RecordingStore, open_store, search_key
 from callrec.store import sqlite as sqlite_store
 from callrec.store.sqlite import SQLiteStore
-from callrec.store.sqliteschema import DERIVED, KEPT, build_steps
+from callrec.store.sqliteschema import DERIVED, build_steps
 from conftest import local_recording
 
 
@@ -256,7 +256,7 @@ def test_bulk_load_defers_indexes_on_an_empty_store_only(tmp_path: Path) -> None
         assert set(DERIVED) <= structures(path)
         with store.bulk_load() as deferred:
             assert deferred
-            assert structures(path) & set(DERIVED) == KEPT
+            assert not set(DERIVED) & structures(path)
             store.upsert("cc1", docs)
             # Slow meanwhile, never wrong: infix numbers and name wildcards included.
             assert_searches_match_reference(
@@ -301,7 +301,7 @@ def killed_load(tmp_path: Path, script: str = KILLED_LOAD, count: int = 300) -> 
     demo_jsonl(source, count, seed=5)
     done = subprocess.run([sys.executable, "-c", script, f"sqlite:///{path}", str(source)])
     assert done.returncode == -signal.SIGKILL
-    assert structures(path) & set(DERIVED) == KEPT
+    assert not set(DERIVED) & structures(path)
     return path
 
 
@@ -325,29 +325,30 @@ def test_a_killed_bulk_load_gets_its_indexes_back(tmp_path: Path) -> None:
         reopened.close()
 
 
-def agent(rec_id: str, user: str) -> Stored:
+def agent(rec_id: str, user: str, start: str = "2013-05-17T19:45:32.000+0000") -> Stored:
     history = [{"event": "Joined", "contact": {"type": "Agent", "userName": user}}]
-    return to_store(None, local_recording(rec_id, eventHistory=history))
+    return to_store(None, local_recording(rec_id, eventHistory=history, startTime=start))
 
 
-def test_a_recording_changed_in_a_bulk_load_replaces_its_names_through_their_index(
+def test_a_recording_changed_in_a_bulk_load_replaces_its_names_by_their_keys(
     tmp_path: Path,
 ) -> None:
+    """The names' index by recording is dropped in a bulk load; a recording that comes again,
+    changed, has its entries deleted by their whole key, not by reading every entry."""
     path = tmp_path / "repeat.db"
     store = SQLiteStore(path)
+    statements: list[str] = []
     try:
         with store.bulk_load() as deferred:
             assert deferred
             assert store.load("cc1", [agent("a", "ann.first"), agent("b", "bob")]) == [None] * 2
-            with sqlite3.connect(path) as conn:
-                plan = conn.execute(
-                    "EXPLAIN QUERY PLAN DELETE FROM recording_names WHERE pk = ?", (1,)
-                ).fetchall()
-            assert "recording_names_by_pk" in str(plan)  # not a scan of every name
             # A read on the loading thread sees what is committed, and never waits for it.
             assert store.search("cc1", RecordingQuery(), limit=5) == []
-            # "a" again, its agent changed: posted over itself, it has both agents' names.
-            assert store.load("cc1", [agent("a", "zed.second")]) == [None]
+            store._writer.set_trace_callback(statements.append)
+            # "a" again, another agent, an earlier start: merged, its start widened.
+            earlier = agent("a", "zed.second", start="2013-05-17T19:00:00.000+0000")
+            assert store.load("cc1", [earlier]) == [None]
+            store._writer.set_trace_callback(None)
         users = {
             name: [d["id"] for d in store.search("cc1", parse_query({"userName": name}), limit=9)]
             for name in ("ann.first", "zed.second", "bob")
@@ -356,16 +357,19 @@ def test_a_recording_changed_in_a_bulk_load_replaces_its_names_through_their_ind
         assert_dictionary_counts(path)
     finally:
         store.close()
-
-
-def test_a_database_missing_the_index_a_bulk_load_keeps_gets_it_back(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    SQLiteStore(path).close()
-    with sqlite3.connect(path) as conn:
-        conn.execute(f"DROP INDEX {next(iter(KEPT))}")  # as a killed load of earlier days did
-    assert not KEPT & structures(path)
-    SQLiteStore(path).close()
-    assert set(DERIVED) <= structures(path)
+    [delete] = {s for s in statements if s.startswith("DELETE FROM recording_names")}
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP INDEX recording_names_by_pk")  # as during the load
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {delete}").fetchall()
+        assert "PRIMARY KEY" in str(plan), plan  # each entry found by its key, no scan
+        entries = conn.execute(
+            "SELECT n.pk, n.name, n.start_ms = r.start_ms FROM recording_names n"
+            " JOIN recordings r ON r.pk = n.pk ORDER BY n.pk, n.name"
+        ).fetchall()
+    # Each recording's entries once, at its start as stored: none left at "a"'s old start.
+    a_names = sorted({*agent("a", "ann.first").keys.names, *earlier.keys.names})
+    b_names = sorted(agent("b", "bob").keys.names)
+    assert entries == [(1, name, 1) for name in a_names] + [(2, name, 1) for name in b_names]
 
 
 def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
@@ -391,7 +395,7 @@ def test_builds_commit_each_trigger_with_what_it_keeps() -> None:
 def test_builds_killed_between_steps_are_finished_at_the_next_start(tmp_path: Path) -> None:
     path = killed_load(tmp_path)
     # The indexes and the callers' trigrams were built before the process was killed.
-    steps = build_steps({name: ddl for name, ddl in DERIVED.items() if name not in KEPT})
+    steps = build_steps(dict(DERIVED))
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         for step in steps[:-2]:
             conn.execute("BEGIN IMMEDIATE")
@@ -470,9 +474,9 @@ def test_a_file_loaded_again_writes_only_what_it_changes(
     600,000 such recordings took 183 s, against 28 s for their first load)."""
     written: list[str] = []
 
-    def sqlite_rows(conn: Any, ccid: str, rows: dict[int, Stored], replaced: set[int]) -> None:
+    def sqlite_rows(conn: Any, ccid: str, rows: dict[int, Stored], *args: Any, **kw: Any) -> None:
         written.extend(row.keys.id for row in rows.values())
-        write_rows(conn, ccid, rows, replaced)
+        write_rows(conn, ccid, rows, *args, **kw)
 
     def postgres_rows(self: Any, conn: Any, ccid: str, rows: list[Stored], stored: Any) -> None:
         written.extend(row.keys.id for row in rows)

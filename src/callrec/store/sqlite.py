@@ -24,12 +24,12 @@ import orjson
 
 from callrec.doccodec import decode
 from callrec.errors import GWSError
-from callrec.model import Stored, item_id, merge_stored, unchanged
+from callrec.model import IndexKeys, Stored, index_keys, item_id, merge_stored, unchanged
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, indexed_columns, sqliteblocks, sqlitenames
 from callrec.store.names import signature
 from callrec.store.sqliteblocks import UPDATE_BLOCKS, block_bounds
-from callrec.store.sqliteschema import DERIVED, KEPT, build_steps, migrate
+from callrec.store.sqliteschema import DERIVED, build_steps, migrate
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
 
@@ -220,8 +220,7 @@ class SQLiteStore:
             deferred = conn.execute("SELECT 1 FROM recordings LIMIT 1").fetchone() is None
             if deferred:
                 for name, ddl in DERIVED.items():
-                    if name not in KEPT:
-                        conn.execute(f"DROP {ddl.split()[1]} IF EXISTS {name}")
+                    conn.execute(f"DROP {ddl.split()[1]} IF EXISTS {name}")
         with self._lock:
             # Fewer flushes, fewer checkpoints, and the indexes' hot pages kept in memory.
             _set_pragmas(self._writer, _BULK_PRAGMAS, 1)
@@ -444,15 +443,20 @@ class SQLiteStore:
         replaced = {pk for pk, _ in current.values()}
         # Imports go on inserting without looking first while no batch needs a merge.
         self._all_new = not replaced and len(set(ids)) == len(ids)
+        # In a bulk load the names' index by recording is dropped: a replaced recording's
+        # entries are found by their whole key, made by this load from the same document.
+        stored_keys: dict[int, IndexKeys] | None = {} if self._loading else None
         for rec_id, incoming in zip(ids, recordings, strict=True):
             pk, existing = current.get(rec_id, (next_pk, None))
             if isinstance(incoming, Stored) and unchanged(existing, incoming):
                 results.append(incoming)
                 continue
+            if isinstance(existing, bytes):  # as stored, before any merge of this batch
+                existing = decode(existing)
+                if stored_keys is not None:
+                    stored_keys[pk] = index_keys(existing)
             try:
-                stored = merge_stored(
-                    decode(existing) if isinstance(existing, bytes) else existing, incoming
-                )
+                stored = merge_stored(existing, incoming)
             except GWSError as error:
                 results.append(error)
                 continue
@@ -461,15 +465,20 @@ class SQLiteStore:
             current[rec_id] = (pk, stored)
             written[pk] = stored
             results.append(stored)
-        self._write_rows(conn, ccid, written, replaced)
+        self._write_rows(conn, ccid, written, replaced, stored_keys)
         return results
 
     @staticmethod
     def _write_rows(
-        conn: sqlite3.Connection, ccid: str, written: dict[int, Stored], replaced: set[int]
+        conn: sqlite3.Connection,
+        ccid: str,
+        written: dict[int, Stored],
+        replaced: set[int],
+        stored_keys: dict[int, IndexKeys] | None = None,
     ) -> None:
         """The recordings ``written`` (by pk), and their name entries and blocks; those whose
-        pk is in ``replaced`` are stored already and overwritten."""
+        pk is in ``replaced`` are stored already and overwritten, their name entries found by
+        pk, or by the keys they were stored with (``stored_keys``, in a bulk load)."""
         conn.executemany(
             "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
             " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
@@ -487,10 +496,22 @@ class SQLiteStore:
         conn.executemany(
             UPDATE_BLOCKS, block_bounds({pk: row.keys.start_ms for pk, row in written.items()})
         )
-        conn.executemany(
-            "DELETE FROM recording_names WHERE pk = ?",
-            [(pk,) for pk in written if pk in replaced],
-        )
+        if stored_keys is None:
+            conn.executemany(
+                "DELETE FROM recording_names WHERE pk = ?",
+                [(pk,) for pk in written if pk in replaced],
+            )
+        else:  # each entry by its primary key: no index by pk to read, nor the whole table
+            conn.executemany(
+                "DELETE FROM recording_names WHERE ccid = ? AND name = ? AND start_ms = ?"
+                " AND pk = ?",
+                [
+                    (ccid, name, keys.start_ms, pk)
+                    for pk, keys in stored_keys.items()
+                    if pk in written
+                    for name in keys.names
+                ],
+            )
         conn.executemany(
             "INSERT INTO recording_names (ccid, name, start_ms, pk, sig) VALUES (?, ?, ?, ?, ?)",
             [

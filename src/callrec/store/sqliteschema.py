@@ -246,8 +246,7 @@ class _Signature:
 
 def _derived_structures() -> dict[str, str]:
     """Every index and trigger the latest schema has, by name, as the migrations create
-    them: what a bulk load drops (but ``KEPT``) and builds again once at the end, and what
-    opening a database builds if a killed load left it out."""
+    them: what a bulk load may drop and build again once at the end."""
     found: dict[str, str] = {}
     for _, _, statements in MIGRATIONS:
         for statement in statements:
@@ -260,11 +259,6 @@ def _derived_structures() -> dict[str, str]:
 
 
 DERIVED = _derived_structures()
-# Kept through a bulk load: a recording that comes again in the same file, changed, replaces
-# its name entries through it. Without it each such replacement read the whole names table
-# (70 ms a recording at 300,000 recordings, seconds at 10M); its entries come in pk order,
-# each at its end, which costs the load about what building it at the end did.
-KEPT = frozenset({"recording_names_by_pk"})
 
 
 def build_steps(missing: dict[str, str]) -> list[list[str]]:
