@@ -16,10 +16,9 @@ from callrec.demo import demo_jsonl
 from callrec.doccodec import VOCABULARY, pack, unpack
 from callrec.model import to_store
 from callrec.query import parse_query
-from callrec.store import open_store
+from callrec.store import open_store, sqliterows
 from callrec.store import pgschema as pg_schema
 from callrec.store import postgres as pg_store
-from callrec.store import sqlite as sqlite_store
 from callrec.store import sqliteschema as sqlite_schema
 from conftest import local_recording
 
@@ -120,7 +119,7 @@ def test_sqlite_documents_of_schema_6_are_read_after_the_upgrade(tmp_path: Path)
     conn.execute(
         "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
         " caller_rev, dialed_rev, doc) VALUES ('cc1', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (old.keys.id, *sqlite_store._columns(old)[:-1], old.blob),
+        (old.keys.id, *sqliterows.columns(old)[:-1], old.blob),
     )
     conn.close()
     store = open_store(f"sqlite:///{path}")

@@ -25,7 +25,7 @@ from callrec.model import Stored, to_store
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import Document, RecordingStore, open_store, search_key
+from callrec.store import Document, RecordingStore, open_store, search_key, sqliterows
 from callrec.store import sqlite as sqlite_store
 from callrec.store.sqlite import SQLiteStore
 from callrec.store.sqliteschema import DERIVED, build_steps
@@ -482,8 +482,8 @@ def test_a_file_loaded_again_writes_only_what_it_changes(
         written.extend(row.keys.id for row in rows)
         write(self, conn, ccid, rows, stored)
 
-    write_rows = SQLiteStore._write_rows
-    monkeypatch.setattr(SQLiteStore, "_write_rows", staticmethod(sqlite_rows))
+    write_rows = sqliterows.write_rows
+    monkeypatch.setattr(sqliterows, "write_rows", sqlite_rows)
     from callrec.store.postgres import PostgresStore
 
     write = PostgresStore._write
@@ -538,7 +538,7 @@ def test_bulk_load_batches_share_transactions(
             assert committed() == ["a", "b", "c"]  # three: committed
             store.load("cc1", [events("d", "Joined")])
             with monkeypatch.context() as patch:
-                patch.setattr(SQLiteStore, "_write_rows", staticmethod(broken))
+                patch.setattr(sqliterows, "write_rows", broken)
                 with pytest.raises(OSError, match="disk gone"):
                     store.load("cc1", [events("e", "Joined")])
             assert committed() == ["a", "b", "c"]

@@ -26,9 +26,7 @@ from callrec.doccodec import decode
 from callrec.errors import GWSError
 from callrec.model import IndexKeys, Stored, index_keys, item_id, merge_stored, unchanged
 from callrec.query import RecordingQuery
-from callrec.store import Document, SearchKey, User, indexed_columns, sqliteblocks, sqlitenames
-from callrec.store.names import signature
-from callrec.store.sqliteblocks import UPDATE_BLOCKS, block_bounds
+from callrec.store import Document, SearchKey, User, sqliteblocks, sqlitenames, sqliterows
 from callrec.store.sqliteschema import DERIVED, build_steps, migrate
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
@@ -82,11 +80,6 @@ def _connect(path: str) -> sqlite3.Connection:
     # whatever is asked (SQLITE_MAX_MMAP_SIZE); a build that allows more takes up to 16 GB.
     conn.execute("PRAGMA mmap_size = 17179869184")
     return conn
-
-
-def _columns(row: Stored) -> tuple[Any, ...]:
-    """A recording's ``recordings`` columns from region to doc, in their order."""
-    return (*indexed_columns(row.keys), row.packed)
 
 
 class SQLiteStore:
@@ -410,7 +403,7 @@ class SQLiteStore:
         written = dict(enumerate(recordings, next_pk))
         conn.execute("SAVEPOINT new_recordings")
         try:
-            self._write_rows(conn, ccid, written, replaced=set())
+            sqliterows.write_rows(conn, ccid, written, replaced=set())
         except sqlite3.IntegrityError:  # an id stored already, or twice in the batch
             conn.execute("ROLLBACK TO new_recordings")
             return None
@@ -465,63 +458,8 @@ class SQLiteStore:
             current[rec_id] = (pk, stored)
             written[pk] = stored
             results.append(stored)
-        self._write_rows(conn, ccid, written, replaced, stored_keys)
+        sqliterows.write_rows(conn, ccid, written, replaced, stored_keys)
         return results
-
-    @staticmethod
-    def _write_rows(
-        conn: sqlite3.Connection,
-        ccid: str,
-        written: dict[int, Stored],
-        replaced: set[int],
-        stored_keys: dict[int, IndexKeys] | None = None,
-    ) -> None:
-        """The recordings ``written`` (by pk), and their name entries and blocks; those whose
-        pk is in ``replaced`` are stored already and overwritten, their name entries found by
-        pk, or by the keys they were stored with (``stored_keys``, in a bulk load)."""
-        conn.executemany(
-            "UPDATE recordings SET region = ?, start_ms = ?, stop_ms = ?, caller = ?,"
-            " dialed = ?, caller_rev = ?, dialed_rev = ?, doc = ? WHERE pk = ?",
-            [(*_columns(row), pk) for pk, row in written.items() if pk in replaced],
-        )
-        conn.executemany(
-            "INSERT INTO recordings (pk, ccid, id, region, start_ms, stop_ms, caller,"
-            " dialed, caller_rev, dialed_rev, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (pk, ccid, row.keys.id, *_columns(row))
-                for pk, row in written.items()
-                if pk not in replaced
-            ],
-        )
-        conn.executemany(
-            UPDATE_BLOCKS, block_bounds({pk: row.keys.start_ms for pk, row in written.items()})
-        )
-        if stored_keys is None:
-            conn.executemany(
-                "DELETE FROM recording_names WHERE pk = ?",
-                [(pk,) for pk in written if pk in replaced],
-            )
-        else:  # each entry by its primary key: no index by pk to read, nor the whole table
-            conn.executemany(
-                "DELETE FROM recording_names WHERE ccid = ? AND name = ? AND start_ms = ?"
-                " AND pk = ?",
-                [
-                    (ccid, name, keys.start_ms, pk)
-                    for pk, keys in stored_keys.items()
-                    if pk in written
-                    for name in keys.names
-                ],
-            )
-        conn.executemany(
-            "INSERT INTO recording_names (ccid, name, start_ms, pk, sig) VALUES (?, ?, ?, ?, ?)",
-            [
-                (ccid, name, keys.start_ms, pk, sig)
-                for pk, row in written.items()
-                for keys in (row.keys,)
-                for sig in (signature(keys.names),)
-                for name in keys.names
-            ],
-        )
 
     def delete(self, ccid: str, recording_id: str) -> Document | None:
         with self._write() as conn:
