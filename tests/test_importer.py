@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -130,6 +131,54 @@ def test_small_blocks_joined_into_transactions_keep_file_order(
     assert len(loads) == 4
     assert all(697 <= n < 700 + 300 for n in loads[:-1]), loads
     assert sum(loads) == 2502  # the valid lines
+
+
+# An import killed once its first batch is written, after writing down its workers' pids
+# (argv: a data directory, a file of recordings, the file for the pids).
+KILLED_IMPORT = """
+import multiprocessing, os, signal, sys
+from pathlib import Path
+from callrec import importer
+from callrec.services import Services
+from callrec.settings import Settings
+
+def progress(size):
+    pids = " ".join(str(p.pid) for p in multiprocessing.active_children())
+    Path(sys.argv[3]).write_text(pids)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+importer.CHUNK = 50_000
+services = Services.open(Settings(data_dir=Path(sys.argv[1])))
+services.store.load_size = 50
+importer.import_file(services, Path(sys.argv[2]), "cc1", jobs=2, on_error=print,
+                     on_progress=progress)
+"""
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_end_when_the_import_is_killed(tmp_path: Path) -> None:
+    source = tmp_path / "demo.jsonl"
+    demo_jsonl(source, 2000, seed=3)
+    pids = tmp_path / "pids"
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_IMPORT, str(tmp_path / "data"), str(source), str(pids)],
+        timeout=300,
+    )
+    assert done.returncode == -signal.SIGKILL
+    workers = [int(pid) for pid in pids.read_text().split()]
+    assert len(workers) >= 2  # the two workers (and the resource tracker, maybe)
+    deadline = time.monotonic() + 30
+    while any(running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if running(pid)]
 
 
 def test_workers_and_no_workers_store_the_same(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -51,14 +53,24 @@ Prepared = list[tuple[int, str | bytes, tuple[Any, ...] | None]]
 _storages: Storages | None = None  # each worker's own, made once
 
 
-def _start_worker(settings: Settings) -> None:
+def _start_worker(settings: Settings, parent: int) -> None:
     global _storages
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _storages = open_storages(settings)
     gc.freeze()  # what start-up made lives as long as the worker: no collection walks it
     gc.disable()  # collected once a block instead (prepare_chunk)
     # The one writing process is what an import waits for: the workers take the CPU it
     # leaves, never a share of its own.
     os.nice(10)
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once the importing process (``parent``) is gone, even before this
+    one started. Killed (``kill -9``, or a ``SIGTERM``, which Python does not turn into an
+    exception), it leaves its workers waiting for their next block for ever."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
 
 
 def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> Prepared:
@@ -185,7 +197,10 @@ def _prepared(
     # "spawn": the workers start clean, sharing no database connection or thread state.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_start_worker, initargs=(services.settings,)
+        jobs,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(services.settings, os.getpid()),
     ) as pool:
         pending: deque[tuple[Future[Prepared], int]] = deque()
         for chunk in read_chunks(path, CHUNK):
