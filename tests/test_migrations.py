@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ import orjson
 import psycopg
 import pytest
 
-from callrec.model import index_keys, merge_recordings
+from callrec.model import index_keys, merge_recordings, to_store
 from callrec.query import matches, parse_query
-from callrec.store import open_store
+from callrec.store import open_store, sqliterows
 from callrec.store import pgschema as pg_schema
 from callrec.store import sqliteschema as sqlite_schema
 from conftest import local_recording
@@ -286,3 +287,48 @@ def test_an_old_database_left_by_a_killed_bulk_load_upgrades(tmp_path: Path, ver
     with sqlite3.connect(path) as check:
         present = {row[0] for row in check.execute("SELECT name FROM sqlite_master")}
     assert set(DERIVED) <= present
+
+
+def test_sqlite_version_9_keeps_the_ids_unique_by_an_index(tmp_path: Path) -> None:
+    """Version 9 writes the recordings table again without its uniqueness constraint (which
+    cannot be dropped), keeping every row and pk, and keeps the ids unique by an index that
+    a bulk load can drop; the indexes and triggers dropped with the old table are built
+    again, and the trigram tables (keyed by pk) still match their rows."""
+    path = tmp_path / "v8.db"
+    docs = [
+        merge_recordings(None, local_recording(f"r{i}", callerPhoneNumber=f"+1650466{i:04}"))
+        for i in range(40)
+    ]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert sqlite_schema.migrate(conn, target=8) == 8
+        conn.execute("BEGIN")
+        sqliterows.write_rows(
+            conn, "cc1", {pk: to_store(None, doc) for pk, doc in enumerate(docs, 1)}, set()
+        )
+        conn.execute("DELETE FROM recordings WHERE pk = 7")  # a gap in the pks
+        conn.execute("DELETE FROM recording_names WHERE pk = 7")
+        conn.execute("COMMIT")
+        before = conn.execute("SELECT * FROM recordings ORDER BY pk").fetchall()
+    finally:
+        conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.schema_version == 9
+        found = store.search("cc1", parse_query({"callerPhoneNumber": "*4660012*"}), limit=9)
+        assert [d["id"] for d in found] == ["r12"]
+        assert store.get("cc1", "r39") == docs[39]
+    finally:
+        store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT * FROM recordings ORDER BY pk").fetchall() == before
+        indexes = {n for (n,) in conn.execute("SELECT name FROM sqlite_master")}
+        assert set(sqlite_schema.DERIVED) <= indexes
+        assert "sqlite_autoindex_recordings_1" not in indexes
+        for table in ("caller_fts", "dialed_fts"):
+            conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('integrity-check', 1)")
+        with pytest.raises(sqlite3.IntegrityError, match=r"recordings\.ccid, recordings\.id"):
+            conn.execute(
+                "INSERT INTO recordings (ccid, id, start_ms, caller, dialed, doc)"
+                " VALUES ('cc1', 'r1', 0, '', '', x'')"
+            )

@@ -27,7 +27,7 @@ from callrec.errors import GWSError
 from callrec.model import IndexKeys, Stored, index_keys, item_id, merge_stored, unchanged
 from callrec.query import RecordingQuery
 from callrec.store import Document, SearchKey, User, sqliteblocks, sqlitenames, sqliterows
-from callrec.store.sqliteschema import DERIVED, build_steps, migrate
+from callrec.store.sqliteschema import DERIVED, IDS, build_steps, kind, migrate
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
 
@@ -190,7 +190,10 @@ class SQLiteStore:
                         _set_pragmas(conn, _BUILD_PRAGMAS, 1)
                         built = True
                     for statement in steps[0]:
-                        conn.execute(statement)
+                        if statement == DERIVED[IDS]:  # a load may have stored an id twice
+                            sqliterows.index_ids(conn)
+                        else:
+                            conn.execute(statement)
         finally:
             if built:
                 with self._lock:
@@ -200,7 +203,9 @@ class SQLiteStore:
     def bulk_load(self) -> Iterator[bool]:
         """For a load into an empty store: the secondary indexes are dropped and built once
         at the end, which is several times cheaper than keeping them up to date row by row.
-        Yields whether it did so; searches are slow until the load ends.
+        Yields whether it did so; searches are slow until the load ends. So are reads and
+        writes by id, which read the whole table while the index of ids is missing (it is
+        built at once when a batch needs a merge, ``_save``).
 
         Meanwhile commits are not flushed one by one (``synchronous = NORMAL``), and into
         an empty store batches are committed several at a time (``LOAD_COMMIT``): a killed
@@ -213,7 +218,7 @@ class SQLiteStore:
             deferred = conn.execute("SELECT 1 FROM recordings LIMIT 1").fetchone() is None
             if deferred:
                 for name, ddl in DERIVED.items():
-                    conn.execute(f"DROP {ddl.split()[1]} IF EXISTS {name}")
+                    conn.execute(f"DROP {kind(ddl)} IF EXISTS {name}")
         with self._lock:
             # Fewer flushes, fewer checkpoints, and the indexes' hot pages kept in memory.
             _set_pragmas(self._writer, _BULK_PRAGMAS, 1)
@@ -384,11 +389,16 @@ class SQLiteStore:
     def _save(
         self, conn: sqlite3.Connection, ccid: str, recordings: Sequence[Document | Stored]
     ) -> list[Stored | GWSError]:
+        prepared = [r for r in recordings if isinstance(r, Stored)]
+        insert_first = self._all_new and len(prepared) == len(recordings)
+        if not insert_first and self._loading and not sqliterows.has_ids_index(conn):
+            # A merge looks its ids up: without their index, in the whole table each time. A
+            # load into an empty store, which dropped it, builds it now, once.
+            sqliterows.index_ids(conn)
         # New recordings get the pks SQLite would give them (the write lock is held), so that
         # they are inserted in one statement.
         next_pk = conn.execute("SELECT coalesce(max(pk), 0) + 1 FROM recordings").fetchone()[0]
-        prepared = [r for r in recordings if isinstance(r, Stored)]
-        if self._all_new and len(prepared) == len(recordings):
+        if insert_first:
             written = self._insert_new(conn, ccid, prepared, next_pk)
             if written is not None:
                 return written
@@ -399,7 +409,9 @@ class SQLiteStore:
     ) -> list[Stored | GWSError] | None:
         """An import's common case: recordings prepared ahead, none of them stored yet nor
         twice in the batch. They are inserted as they are, the unique index of ids finding
-        any that is not new; then (None) the batch is undone, to be merged."""
+        any that is not new; then (None) the batch is undone, to be merged. In a load into an
+        empty store that index is not there yet: a recording that comes again is inserted
+        again, and merged when it is built (``sqliterows.index_ids``)."""
         written = dict(enumerate(recordings, next_pk))
         conn.execute("SAVEPOINT new_recordings")
         try:

@@ -1,14 +1,28 @@
-"""The SQLite store's writes of recordings: their rows, name entries and blocks."""
+"""The SQLite store's writes of recordings: their rows, name entries and blocks; and the
+index of ids, built after a load that stored some recording more than once."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import Any
 
-from callrec.model import IndexKeys, Stored
+from callrec.doccodec import decode
+from callrec.errors import GWSError
+from callrec.model import IndexKeys, Stored, index_keys, merge_stored
 from callrec.store import indexed_columns
 from callrec.store.names import signature
 from callrec.store.sqliteblocks import UPDATE_BLOCKS, block_bounds
+from callrec.store.sqliteschema import DERIVED, IDS
+
+log = logging.getLogger(__name__)
+_DELETE_NAME = "DELETE FROM recording_names WHERE ccid = ? AND name = ? AND start_ms = ? AND pk = ?"
+# The ids stored more than once, after a given one, a page at a time.
+_REPEATED = (
+    "SELECT ccid, id FROM recordings INDEXED BY recordings_by_id_repeated"
+    " WHERE (ccid, id) > (?, ?) GROUP BY ccid, id HAVING count(*) > 1"
+    " ORDER BY ccid, id LIMIT 500"
+)
 
 
 def columns(row: Stored) -> tuple[Any, ...]:
@@ -50,7 +64,7 @@ def write_rows(
         )
     else:  # each entry by its primary key: no index by pk to read, nor the whole table
         conn.executemany(
-            "DELETE FROM recording_names WHERE ccid = ? AND name = ? AND start_ms = ? AND pk = ?",
+            _DELETE_NAME,
             [
                 (ccid, name, keys.start_ms, pk)
                 for pk, keys in stored_keys.items()
@@ -68,3 +82,55 @@ def write_rows(
             for name in keys.names
         ],
     )
+
+
+def has_ids_index(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (IDS,))
+    return found.fetchone() is not None
+
+
+def index_ids(conn: sqlite3.Connection) -> int:
+    """Build the unique index of ids (``IDS``), in the caller's transaction. A load into an
+    empty database inserts without it, so a recording that came more than once has a row for
+    each time: those rows are first merged into the first of them, in pk (file) order, as a
+    load with the index merges them line by line, and the others deleted with their names.
+    Returns how many rows were merged away."""
+    try:
+        conn.execute(DERIVED[IDS])
+        return 0
+    except sqlite3.IntegrityError:  # some id stored more than once
+        pass
+    conn.execute("CREATE INDEX recordings_by_id_repeated ON recordings (ccid, id)")
+    merged = 0
+    last: tuple[str, str] = ("", "")
+    while repeated := conn.execute(_REPEATED, last).fetchall():
+        for ccid, rec_id in repeated:
+            merged += _merge_repeated(conn, ccid, rec_id)
+        last = repeated[-1]
+    conn.execute("DROP INDEX recordings_by_id_repeated")
+    conn.execute(DERIVED[IDS])
+    return merged
+
+
+def _merge_repeated(conn: sqlite3.Connection, ccid: str, rec_id: str) -> int:
+    """One recording's rows merged into its first; returns how many were deleted."""
+    rows = conn.execute(
+        "SELECT pk, doc FROM recordings WHERE ccid = ? AND id = ? ORDER BY pk", (ccid, rec_id)
+    ).fetchall()
+    docs = {pk: decode(blob) for pk, blob in rows}
+    keys = {pk: index_keys(doc) for pk, doc in docs.items()}
+    first, *later = docs
+    merged: Stored | dict[str, Any] = docs[first]
+    for pk in later:
+        try:
+            merged = merge_stored(merged, docs[pk])
+        except GWSError as error:  # as a line that does not merge: the rest stays as it was
+            log.warning("recording %r stored twice does not merge: %s", rec_id, error.message)
+    if isinstance(merged, Stored):
+        write_rows(conn, ccid, {first: merged}, {first}, {first: keys[first]})
+    conn.executemany(
+        _DELETE_NAME,
+        [(ccid, name, keys[pk].start_ms, pk) for pk in later for name in keys[pk].names],
+    )
+    conn.executemany("DELETE FROM recordings WHERE pk = ?", [(pk,) for pk in later])
+    return len(later)
