@@ -117,20 +117,31 @@ def _merge_repeated(conn: sqlite3.Connection, ccid: str, rec_id: str) -> int:
     rows = conn.execute(
         "SELECT pk, doc FROM recordings WHERE ccid = ? AND id = ? ORDER BY pk", (ccid, rec_id)
     ).fetchall()
-    docs = {pk: decode(blob) for pk, blob in rows}
-    keys = {pk: index_keys(doc) for pk, doc in docs.items()}
-    first, *later = docs
-    merged: Stored | dict[str, Any] = docs[first]
-    for pk in later:
+    docs: dict[bytes, dict[str, Any]] = {}  # each stored form decoded once
+
+    def doc(blob: bytes) -> dict[str, Any]:
+        if blob not in docs:
+            docs[blob] = decode(blob)
+        return docs[blob]
+
+    (first, current), *later = rows  # current: the stored form of what is merged so far
+    first_keys = index_keys(doc(current))
+    merged: Stored | None = None
+    for _, blob in later:
+        if blob == current:  # the same again (a file loaded twice): merging gives it back
+            continue
         try:
-            merged = merge_stored(merged, docs[pk])
+            merged = merge_stored(doc(rows[0][1]) if merged is None else merged, doc(blob))
         except GWSError as error:  # as a line that does not merge: the rest stays as it was
             log.warning("recording %r stored twice does not merge: %s", rec_id, error.message)
-    if isinstance(merged, Stored):
-        write_rows(conn, ccid, {first: merged}, {first}, {first: keys[first]})
+            continue
+        current = merged.packed
+    if merged is not None:
+        write_rows(conn, ccid, {first: merged}, {first}, {first: first_keys})
+    later_keys = {pk: index_keys(doc(blob)) for pk, blob in later}
     conn.executemany(
         _DELETE_NAME,
-        [(ccid, name, keys[pk].start_ms, pk) for pk in later for name in keys[pk].names],
+        [(ccid, name, keys.start_ms, pk) for pk, keys in later_keys.items() for name in keys.names],
     )
-    conn.executemany("DELETE FROM recordings WHERE pk = ?", [(pk,) for pk in later])
+    conn.executemany("DELETE FROM recordings WHERE pk = ?", [(pk,) for pk in later_keys])
     return len(later)
