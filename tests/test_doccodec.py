@@ -16,9 +16,8 @@ from callrec.demo import demo_jsonl
 from callrec.doccodec import VOCABULARY, pack, unpack
 from callrec.model import to_store
 from callrec.query import parse_query
-from callrec.store import open_store, sqliterows
+from callrec.store import open_store, pgrows, sqliterows
 from callrec.store import pgschema as pg_schema
-from callrec.store import postgres as pg_store
 from callrec.store import sqliteschema as sqlite_schema
 from conftest import local_recording
 
@@ -84,7 +83,7 @@ def test_text_documents_of_schema_6_are_read_after_the_upgrade(pg_url: str) -> N
         conn.execute(
             "INSERT INTO recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
             " caller_rev, dialed_rev, doc) VALUES ('cc1', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (*pg_store._columns("cc1", old)[1:-1], old.blob.decode()),
+            (*pgrows.columns("cc1", old)[1:-1], old.blob.decode()),
         )
     store = open_store(pg_url)
     try:

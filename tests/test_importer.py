@@ -26,7 +26,7 @@ from callrec.model import Stored, to_store
 from callrec.query import RecordingQuery, matches, parse_query
 from callrec.services import Services
 from callrec.settings import Settings
-from callrec.store import Document, RecordingStore, open_store, search_key, sqliterows
+from callrec.store import Document, RecordingStore, open_store, pgrows, search_key, sqliterows
 from callrec.store import sqlite as sqlite_store
 from callrec.store.sqlite import SQLiteStore
 from callrec.store.sqliteschema import DERIVED, IDS, build_steps, kind
@@ -683,16 +683,14 @@ def test_a_file_loaded_again_writes_only_what_it_changes(
         written.extend(row.keys.id for row in rows.values())
         write_rows(conn, ccid, rows, *args, **kw)
 
-    def postgres_rows(self: Any, conn: Any, ccid: str, rows: list[Stored], stored: Any) -> None:
+    def postgres_rows(conn: Any, ccid: str, rows: list[Stored], stored: Any) -> None:
         written.extend(row.keys.id for row in rows)
-        write(self, conn, ccid, rows, stored)
+        write(conn, ccid, rows, stored)
 
     write_rows = sqliterows.write_rows
     monkeypatch.setattr(sqliterows, "write_rows", sqlite_rows)
-    from callrec.store.postgres import PostgresStore
-
-    write = PostgresStore._write
-    monkeypatch.setattr(PostgresStore, "_write", postgres_rows)
+    write = pgrows.write_rows
+    monkeypatch.setattr(pgrows, "write_rows", postgres_rows)
     store = open_store(database_url)
     try:
         first = [events("a", "Joined"), events("b", "Joined"), events("c", "Joined")]

@@ -13,7 +13,7 @@ import pytest
 
 from callrec.model import index_keys, merge_recordings, to_store
 from callrec.query import matches, parse_query
-from callrec.store import open_store, sqliterows
+from callrec.store import open_store, pgrows, sqliterows
 from callrec.store import pgschema as pg_schema
 from callrec.store import sqliteschema as sqlite_schema
 from conftest import local_recording
@@ -331,4 +331,45 @@ def test_sqlite_version_9_keeps_the_ids_unique_by_an_index(tmp_path: Path) -> No
             conn.execute(
                 "INSERT INTO recordings (ccid, id, start_ms, caller, dialed, doc)"
                 " VALUES ('cc1', 'r1', 0, '', '', x'')"
+            )
+
+
+def replica_identity(conn: psycopg.Connection[Any]) -> list[str]:
+    """The index that logical replication identifies a recording's row by, if any."""
+    rows = conn.execute(
+        "SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " WHERE x.indrelid = 'recordings'::regclass AND x.indisreplident"
+    )
+    return [name for (name,) in rows]
+
+
+def test_postgresql_version_11_keeps_the_ids_unique_by_an_index(pg_url: str) -> None:
+    """Version 11 keeps the ids unique by an index instead of the primary key, which a load
+    into an empty database can build at its end beside the others; replication identifies
+    rows by it as it did by the key."""
+    docs = [merge_recordings(None, local_recording(f"r{i}")) for i in range(5)]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert pg_schema.migrate(conn, target=10) == 10
+        with conn.transaction():
+            pgrows.write_rows(conn, "cc1", [to_store(None, d) for d in docs], set())
+        before = conn.execute("SELECT * FROM recordings ORDER BY id").fetchall()
+        assert replica_identity(conn) == []  # the primary key's, by default
+    store = open_store(pg_url)
+    try:
+        assert store.schema_version == 11
+        assert store.get("cc1", "r3") == docs[3]
+    finally:
+        store.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT * FROM recordings ORDER BY id").fetchall() == before
+        assert replica_identity(conn) == ["recordings_by_id"]
+        keys = conn.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'recordings'::regclass"
+            " AND contype = 'p'"
+        ).fetchall()
+        assert keys == []
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO recordings (ccid, id, start_ms, caller, dialed, document)"
+                " VALUES ('cc1', 'r1', 0, '', '', '')"
             )

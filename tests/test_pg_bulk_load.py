@@ -15,12 +15,24 @@ from typing import Any
 import psycopg
 import pytest
 
+from callrec.model import to_store
 from callrec.query import RecordingQuery
-from callrec.store import open_store, pgschema, postgres
+from callrec.store import open_store, pgrows, pgschema, postgres
 from callrec.store.pgremember import changed_recordings
-from callrec.store.pgschema import DEFERRED, KEPT, TRIGRAM_INDEXES
+from callrec.store.pgschema import BESIDE, BY_ID, DEFERRED, IDS, TRIGRAM_INDEXES
 from callrec.store.postgres import PostgresStore
-from test_importer import KILLED_LOAD, assert_searches_match_reference, sample
+from test_importer import (
+    KILLED_LOAD,
+    KILLED_REPEATS,
+    MERGED,
+    REPEATS,
+    assert_searches_match_reference,
+    events,
+    everything_in,
+    history,
+    sample,
+)
+from test_migrations import replica_identity
 
 SECONDARY = set(DEFERRED) | set(TRIGRAM_INDEXES)
 
@@ -55,8 +67,10 @@ def test_the_deferred_structures_are_the_secondary_indexes() -> None:
         "recordings_by_caller_rev_start",
         "recordings_by_dialed_rev_start",
         "recording_names_pkey",
+        "recordings_by_id",
+        "recording_names_by_recording",
     }
-    assert not KEPT & set(DEFERRED)
+    assert set(BY_ID) <= set(DEFERRED)
 
 
 @pytest.mark.parametrize("pool_size", [10, 1])
@@ -76,26 +90,29 @@ def test_bulk_load_defers_indexes_on_an_empty_database_only(
     monkeypatch.setattr(pgschema, "build", recorded)
     try:
         built = structures(pg_url)
-        assert SECONDARY | KEPT | {"recordings_pkey"} <= built
+        assert built >= SECONDARY
         with store.bulk_load() as deferred:
             assert deferred
+            assert not SECONDARY & structures(pg_url)  # the index of ids included
+            assert store.load("cc1", [to_store(None, doc) for doc in docs]) == [None] * 400
             assert not SECONDARY & structures(pg_url)
-            assert {"recordings_pkey", *KEPT} <= structures(pg_url)
-            store.upsert("cc1", docs)
+            assert store.get("cc1", docs[7]["id"]) == to_store(None, docs[7]).doc
             # Slow meanwhile, never wrong: infix numbers and name wildcards included.
             assert_searches_match_reference(
                 store, store.search("cc1", RecordingQuery(), limit=1000)
             )
         assert structures(pg_url) == built
-        # The trigram indexes beside the rest, on a connection of their own when the pool
+        # Half the builds (BESIDE) beside the rest, on a connection of their own when the pool
         # has two.
         if pool_size > 1:
             assert sorted(map(sorted, builders.values())) == sorted(
-                [sorted(TRIGRAM_INDEXES), sorted(DEFERRED)]
+                [sorted(BESIDE), sorted(SECONDARY - BESIDE)]
             )
         else:
             assert list(builders.values()) == [[*DEFERRED, *TRIGRAM_INDEXES]]
         assert names_key(pg_url) == ["PRIMARY KEY (ccid, name, start_ms, id) INCLUDE (sig)"]
+        with psycopg.connect(pg_url) as conn:
+            assert replica_identity(conn) == [IDS]  # set again with the index
         stored = store.search("cc1", RecordingQuery(), limit=1000)
         assert len(stored) == 400
         assert_searches_match_reference(store, stored)
@@ -112,7 +129,9 @@ def test_a_killed_bulk_load_gets_its_indexes_back(pg_url: str, tmp_path: Path) -
     source = tmp_path / "sample.jsonl"
     done = subprocess.run([sys.executable, "-c", KILLED_LOAD, pg_url, str(source)])
     assert done.returncode == -signal.SIGKILL
-    assert not SECONDARY & structures(pg_url)
+    # What looks recordings up by id was built by the first merge (an upsert's documents).
+    assert not (SECONDARY - set(BY_ID)) & structures(pg_url)
+    assert set(BY_ID) <= structures(pg_url)
     assert names_key(pg_url) == []
 
     reopened = open_store(pg_url)
@@ -180,7 +199,7 @@ def test_a_batch_looks_its_ids_up_by_index_on_a_table_the_planner_would_scan(
         count(conn)
         store_write(conn, *args)
 
-    store_write = store._write
+    store_write = pgrows.write_rows
     try:
         store.load("cc1", docs[:2000])
         with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -190,7 +209,7 @@ def test_a_batch_looks_its_ids_up_by_index_on_a_table_the_planner_would_scan(
                 ([d["id"] for d in batch],),
             ).fetchall()
         assert "Seq Scan" in str(plan)  # what the planner would choose by itself
-        monkeypatch.setattr(store, "_write", write)
+        monkeypatch.setattr(pgrows, "write_rows", write)
         monkeypatch.setattr(postgres, "changed_recordings", changed)
         results = store.upsert("cc1", batch)
         assert [r["id"] for r in results] == [d["id"] for d in batch]
@@ -212,7 +231,7 @@ def test_a_failed_build_stops_the_one_beside_it(
     outcome: list[str] = []
 
     def failing(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
-        if set(names) <= set(TRIGRAM_INDEXES):  # the build beside: a long one
+        if set(names) <= BESIDE:  # the build beside: a long one
             conn.execute("SET LOCAL statement_timeout = 0")
             started.set()
             try:
@@ -239,5 +258,106 @@ def test_a_failed_build_stops_the_one_beside_it(
     try:
         assert structures(pg_url) >= SECONDARY
         assert len(reopened.search("cc1", RecordingQuery(), limit=100)) == 50
+    finally:
+        reopened.close()
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    """Rows of recordings, name entries, and name entries once each."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM recordings), (SELECT count(*) FROM recording_names),"
+            " (SELECT count(*) FROM (SELECT DISTINCT * FROM recording_names) AS d)"
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def test_a_load_into_an_empty_database_merges_its_repeats_when_it_indexes_the_ids(
+    pg_url: str, pg_server: Any
+) -> None:
+    """As on SQLite: a load into an empty database drops the index of ids too, inserts a
+    recording that comes again again, and merges its rows in the order they were written
+    when the index is built at the end, into what a load with the index makes of it."""
+    from pgserver import fresh_schema
+
+    store = open_store(pg_url)
+    try:
+        with store.bulk_load() as deferred:
+            assert deferred
+            for batch in REPEATS:
+                assert store.load("cc1", batch) == [None] * len(batch)
+            assert IDS not in structures(pg_url)
+            # A row a batch (a batch's own repeats merged in memory): a, b and c twice.
+            names = len(events("x", "Joined").keys.names)
+            assert counts(pg_url) == (7, 7 * names, 7 * names - 3 * names)
+        assert structures(pg_url) >= SECONDARY
+        assert history(store) == MERGED
+        assert counts(pg_url) == (4, 4 * names, 4 * names)
+        assert_searches_match_reference(store, everything_in(store))
+        with fresh_schema(pg_server) as live_url:  # the same batches, merged line by line
+            live = open_store(live_url)
+            try:
+                live.load("cc0", [events("z", "Joined")])
+                with live.bulk_load() as deferred:
+                    assert not deferred
+                    for batch in REPEATS:
+                        live.load("cc1", batch)
+                assert everything_in(live) == everything_in(store)
+            finally:
+                live.close()
+        # The index keeps the ids unique again, and a recording loaded again merges.
+        with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO recordings (ccid, id, start_ms, caller, dialed, document)"
+                " VALUES ('cc1', 'a', 0, '', '', '')"
+            )
+        assert store.load("cc1", [events("c", "Left")]) == [None]
+        assert history(store)["c"] == ["Joined", "Left"]
+        assert counts(pg_url)[0] == 4
+    finally:
+        store.close()
+
+
+def test_a_load_that_needs_a_merge_indexes_the_ids_first(pg_url: str) -> None:
+    """A recording with no start of its own merges with the stored one, looked up by id: a
+    load without the index of ids builds it then, merging the repeats so far."""
+    store = open_store(pg_url)
+    try:
+        with store.bulk_load():
+            store.load("cc1", [events("a", "Joined"), events("b", "Joined")])
+            store.load("cc1", [events("a", "Left")])
+            assert not set(BY_ID) & structures(pg_url)
+            later = dict(events("b", "Left").doc)
+            later.pop("startTime")
+            assert store.load("cc1", [later, events("c", "Joined")]) == [None] * 2
+            assert structures(pg_url) & SECONDARY == set(BY_ID)  # built in the load
+            assert counts(pg_url)[0] == 3
+        assert history(store) == {"a": ["Joined", "Left"], "b": ["Joined", "Left"], "c": ["Joined"]}
+    finally:
+        store.close()
+
+
+def test_a_killed_load_with_repeats_has_them_merged_at_the_next_start(
+    pg_url: str, tmp_path: Path
+) -> None:
+    first = sample(3, tmp_path)[0]  # written to sample.jsonl
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_REPEATS, pg_url, str(tmp_path / "sample.jsonl")]
+    )
+    assert done.returncode == -signal.SIGKILL
+    assert IDS not in structures(pg_url)
+    assert counts(pg_url)[0] == 4
+
+    reopened = open_store(pg_url)
+    try:
+        assert structures(pg_url) >= SECONDARY
+        with psycopg.connect(pg_url) as conn:
+            assert replica_identity(conn) == [IDS]
+        assert counts(pg_url)[0] == 3
+        [merged] = [d for d in everything_in(reopened) if d["id"] == first["id"]]
+        assert merged["eventHistory"][-1]["event"] == "Left"
+        assert merged["eventHistory"][:-1] == first["eventHistory"]
+        assert_searches_match_reference(reopened, everything_in(reopened))
     finally:
         reopened.close()

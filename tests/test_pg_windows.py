@@ -261,6 +261,8 @@ def test_schema_8_gives_the_trigram_indexes_their_time_bucket(pg_url: str) -> No
         for table in ("recordings", "users"):  # schema 9's
             conn.execute(f"DROP TRIGGER {table}_changed ON {table}".encode())
         conn.execute("DROP FUNCTION callrec_changed()")
+        conn.execute("DROP INDEX recordings_by_id")  # schema 11's, the key before
+        conn.execute("ALTER TABLE recordings ADD CONSTRAINT recordings_pkey PRIMARY KEY (ccid, id)")
         conn.execute("DELETE FROM schema_migrations WHERE version >= 8")
     store = open_store(pg_url)
     try:

@@ -4,16 +4,18 @@ at once, and the indexes a load into an empty database drops and builds again at
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from callrec.store import pgwindows
+from callrec.store import pgrows, pgwindows
 from callrec.store.pgremember import CHANNEL, WRITER_FLAG
 from callrec.store.pgsearch import STATISTICS_TARGET, name_bits_sql
 
+log = logging.getLogger(__name__)
 C = 'COLLATE "C"'  # byte order and exact matching, whatever the database's collation
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
@@ -211,29 +213,60 @@ MIGRATIONS.append(
         ],
     )
 )
+# Version 11: the ids' uniqueness kept by a named index instead of the table's primary key,
+# so that a load into an empty database can build it at its end, beside the trigram indexes
+# (a key's ALTER TABLE would lock them out), instead of keeping it up to date row by row: a
+# load's ids land all over it. The names' index by recording goes with it.
+IDS = "recordings_by_id"
+# What logical replication identifies a row by, as it did the primary key. Dropping the index
+# forgets it: set again each time the index is built.
+_REPLICA_IDENTITY = f"ALTER TABLE recordings REPLICA IDENTITY USING INDEX {IDS}"
+MIGRATIONS.append(
+    (
+        11,
+        "the ids' uniqueness as an index (recordings_by_id) that a load into an empty database"
+        " builds at its end",
+        [
+            "SET LOCAL maintenance_work_mem = '256MB'",
+            f"CREATE UNIQUE INDEX {IDS} ON recordings (ccid, id)",
+            "ALTER TABLE recordings DROP CONSTRAINT recordings_pkey",
+            _REPLICA_IDENTITY,
+        ],
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+BY_ID = (IDS, "recording_names_by_recording")  # what finds a stored recording and its names
 # Trigram indexes answer infix patterns (*4668*) where pg_trgm is installed or installable;
 # with the time bucket as a second key (pgwindows).
 TRIGRAM_INDEXES = pgwindows.INDEXES
+# What a load's builds at its end put on a second connection (``PostgresStore._build_deferred``):
+# about half of their time (at 2M recordings, alone: 39 of 81 s), none of it what has to wait
+# for the repeats' merge (the ids' index, then the names' key).
+BESIDE = frozenset(
+    {
+        *TRIGRAM_INDEXES,
+        "recording_names_by_recording",
+        "recordings_by_caller_start",
+        "recordings_by_dialed_start",
+    }
+)
 # What a load into an empty database builds once at the end instead of keeping it up to date
-# (``bulk_load``): the indexes and keys the migrations create, but for the two that writes use
-# themselves (recordings by id, inline in the table's definition: each batch looks its ids
-# up; names by recording: a recording posted again replaces its names through it).
-KEPT = {"recording_names_by_recording"}
+# (``bulk_load``): the indexes and keys the migrations create. The index of ids first, merging
+# the load's repeats (``pgrows.merge_repeats``).
 
 
 def _deferred_structures() -> dict[str, str]:
     found: dict[str, str] = {}
     for _, _, statements in MIGRATIONS:
         for statement in statements:
-            words = statement.split()
+            words = [word for word in statement.split() if word != "UNIQUE"]
             if words[:2] == ["CREATE", "INDEX"]:
                 found[words[2]] = statement
             elif words[:2] == ["DROP", "INDEX"]:
                 found.pop(words[-1], None)
             elif words[:2] == ["ALTER", "TABLE"] and words[3:5] == ["ADD", "CONSTRAINT"]:
                 found[words[5]] = statement
-    return {name: ddl for name, ddl in found.items() if name not in KEPT}
+    return found
 
 
 DEFERRED = _deferred_structures()  # name -> the DDL that builds it
@@ -306,8 +339,27 @@ def build(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
         conn.execute("SET LOCAL statement_timeout = 0")  # millions of rows: minutes
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")  # sorting for the builds
         ddl = {**DEFERRED, **TRIGRAM_INDEXES}
-        for name in names:
-            conn.execute(ddl[name].encode())
+        for name in sorted(names, key=lambda name: name != IDS):
+            if name == IDS:
+                _build_ids(conn)
+            else:
+                conn.execute(ddl[name].encode())
+        if IDS in names:  # last: it waits for any build beside this one to end
+            conn.execute(_REPLICA_IDENTITY.encode())
+
+
+def _build_ids(conn: psycopg.Connection[Any]) -> None:
+    """The index of ids; where a load stored some recording more than once, after its rows
+    are merged (``pgrows.merge_repeats``)."""
+    try:
+        with conn.transaction():
+            conn.execute(DEFERRED[IDS].encode())
+        return
+    except psycopg.errors.UniqueViolation:
+        pass
+    merged = pgrows.merge_repeats(conn)
+    log.info("%d rows of recordings stored more than once merged", merged)
+    conn.execute(DEFERRED[IDS].encode())
 
 
 def build_missing(conn: psycopg.Connection[Any]) -> None:

@@ -36,14 +36,14 @@ from callrec.store import (
     SearchKey,
     Unknown,
     User,
-    indexed_columns,
+    pgrows,
     pgschema,
     pgwindows,
 )
-from callrec.store.names import plan_names, signature
+from callrec.store.names import plan_names
 from callrec.store.pgloop import LoopReads
 from callrec.store.pgremember import Remembered, changed_recordings, recording_key
-from callrec.store.pgschema import DEFERRED, TRIGRAM_INDEXES, migrate
+from callrec.store.pgschema import BESIDE, BY_ID, DEFERRED, TRIGRAM_INDEXES, migrate
 from callrec.store.pgsearch import NO_STATS, expand, load_name_stats, needs_stats, search_names_sql
 from callrec.store.sqlsearch import POSTGRES, Plan, search_sql
 
@@ -92,15 +92,6 @@ def _stored(row: tuple[bytes, str | None] | None, region: str | None) -> bytes |
 
 
 _KEYS_FIRST = dataclasses.replace(POSTGRES, keys_first=True)
-
-
-_RECORDING_TYPES = ["text", "text", "text", "int8", "int8", "text", "text", "text", "text", "bytea"]
-_NAME_TYPES = ["int8", "int8", "text", "text", "text"]
-
-
-def _columns(ccid: str, row: Stored) -> tuple[Any, ...]:
-    """A recording's row in ``recordings``, in the order of its columns."""
-    return (ccid, row.keys.id, *indexed_columns(row.keys), row.packed)
 
 
 def _load_size(conn: psycopg.Connection[Any]) -> int:
@@ -161,6 +152,7 @@ class PostgresStore:
                 f"PostgreSQL did not answer within {timeout:g} s (CALLREC_DATABASE_URL)"
             ) from None
         self._statistics_read: dict[Callable[[Any], Any], tuple[float, Any]] = {}
+        self._without_ids = False  # in a load into an empty database, before the ids' index
         self._remembered = Remembered(url, max(2, int(timeout)))
         self._loop_reads = LoopReads(url, timeout, session)
         try:
@@ -334,26 +326,17 @@ class PostgresStore:
         given = [item_id(r) for r in recordings]
         ids = sorted(set(given))
         results: list[Stored | GWSError] = []
+        # In a load into an empty database, recordings prepared ahead are inserted without
+        # looking for them (there is no index of ids to look in), a recording that comes
+        # again with the others: merged when the index is built at the end. Any other
+        # recording merges with what is stored of it: the index is built now, once.
+        unlooked = self._without_ids and all(isinstance(r, Stored) for r in recordings)
+        if self._without_ids and not unlooked:
+            self._index_ids()
         with self._writing(ccid, ids) as conn:
-            # One lock per recording, taken in a fixed order: concurrent merges of the same
-            # recording from any process run one after the other, and never deadlock.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
-                " hashtextextended(%s || '/' || x, 0) AS k FROM unnest(%b::text[]) AS x"
-                " ORDER BY k) AS s",
-                (ccid, ids),
-            )
-            # The lookups and replacements by id below probe their indexes, whatever the
-            # planner estimates: on a table of 600,000 recordings it rated a parallel scan
-            # of it cheaper than 8,000 probes, and took 140 ms where the probes take 26.
-            conn.execute("SET LOCAL enable_seqscan = off")
-            current: dict[str, bytes | Document | Stored] = {
-                rec_id: doc
-                for rec_id, doc in conn.execute(
-                    "SELECT id, document FROM recordings WHERE ccid = %s AND id = ANY(%b)",
-                    (ccid, ids),
-                )
-            }
+            current: dict[str, bytes | Document | Stored] = {}
+            if not unlooked:
+                current.update(self._look_up(conn, ccid, ids))
             stored_before = set(current)
             changed: dict[str, Stored] = {}
             for rec_id, incoming in zip(given, recordings, strict=True):
@@ -371,63 +354,44 @@ class PostgresStore:
                 current[rec_id] = changed[rec_id] = stored
                 results.append(stored)
             if changed:
-                self._write(conn, ccid, list(changed.values()), stored_before)
+                pgrows.write_rows(conn, ccid, list(changed.values()), stored_before)
         return results
 
-    def _write(
-        self, conn: psycopg.Connection[Any], ccid: str, rows: list[Stored], stored: set[str]
-    ) -> None:
-        """Write the recordings and their names. Those not ``stored`` before are new (their
-        locks are held: no other writer can have added them since) and are copied in."""
-        names = []
-        for row in rows:
-            keys = row.keys
-            sig = signature(keys.names)
-            names += [(keys.start_ms, sig, ccid, name, keys.id) for name in keys.names]
-        fresh = [row for row in rows if row.keys.id not in stored]
-        replaced = [row for row in rows if row.keys.id in stored]
-        with conn.cursor() as cur:
-            # Binary COPY: a document crosses as its bytes, not as twice as many hex digits
-            # for both ends to convert.
-            if fresh:
-                with cur.copy(
-                    "COPY recordings (ccid, id, region, start_ms, stop_ms, caller, dialed,"
-                    " caller_rev, dialed_rev, document) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(_RECORDING_TYPES)
-                    for row in fresh:
-                        copy.write_row(_columns(ccid, row))
-            if replaced:
-                cur.executemany(
-                    "UPDATE recordings SET region = %s, start_ms = %s, stop_ms = %s,"
-                    " caller = %s, dialed = %s, caller_rev = %s, dialed_rev = %s, document = %s"
-                    " WHERE ccid = %s AND id = %s",
-                    [(*_columns(ccid, row)[2:], ccid, row.keys.id) for row in replaced],
-                )
-                cur.execute(
-                    "DELETE FROM recording_names WHERE ccid = %s AND id = ANY(%b)",
-                    (ccid, [row.keys.id for row in replaced]),
-                )
-            with cur.copy(
-                "COPY recording_names (start_ms, sig, ccid, name, id) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(_NAME_TYPES)
-                for name_row in names:
-                    copy.write_row(name_row)
-            # Every name indexed is in the dictionary that wildcards expand through. In sorted
-            # order, so that two writers adding the same new names never deadlock.
-            cur.execute(
-                "INSERT INTO name_dictionary (ccid, name) SELECT %s, x"
-                " FROM unnest(%b::text[]) AS x ORDER BY x ON CONFLICT DO NOTHING",
-                (ccid, sorted({row[3] for row in names})),
-            )
+    @staticmethod
+    def _look_up(conn: psycopg.Connection[Any], ccid: str, ids: list[str]) -> dict[str, bytes]:
+        """The stored forms of ``ccid``'s recordings ``ids``, locked for the transaction."""
+        # One lock per recording, taken in a fixed order: concurrent merges of the same
+        # recording from any process run one after the other, and never deadlock.
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT"
+            " hashtextextended(%s || '/' || x, 0) AS k FROM unnest(%b::text[]) AS x"
+            " ORDER BY k) AS s",
+            (ccid, ids),
+        )
+        # The lookups and replacements by id probe their indexes, whatever the planner
+        # estimates: on a table of 600,000 recordings it rated a parallel scan of it cheaper
+        # than 8,000 probes, and took 140 ms where the probes take 26.
+        conn.execute("SET LOCAL enable_seqscan = off")
+        found = conn.execute(
+            "SELECT id, document FROM recordings WHERE ccid = %s AND id = ANY(%b)", (ccid, ids)
+        )
+        return dict(found.fetchall())
+
+    def _index_ids(self) -> None:
+        """Build what looks recordings up by id, in a load that dropped it."""
+        with self._conn() as conn, conn.transaction():
+            pgschema.build(conn, [name for name in pgschema.missing(conn) if name in BY_ID])
+        self._without_ids = False
 
     @contextmanager
     def bulk_load(self) -> Iterator[bool]:
-        """Into an empty database the secondary indexes (``DEFERRED``, the trigram indexes)
-        are dropped and built once at the end: cheaper than keeping them up to date row by
-        row, and the indexes come out packed instead of split half-full. Searches from other
-        processes meanwhile scan the table. A database with recordings keeps its indexes."""
+        """Into an empty database the indexes (``DEFERRED``, the trigram indexes) are dropped
+        and built once at the end: cheaper than keeping them up to date row by row, and the
+        indexes come out packed instead of split half-full. The index of ids included: the
+        load inserts without looking its recordings up, and a recording stored more than
+        once is merged when it is built (``_save``, ``pgrows.merge_repeats``). Searches and
+        reads and writes by id from other processes meanwhile scan the table. A database
+        with recordings keeps its indexes."""
         with self._writing() as conn:
             conn.execute("SET LOCAL statement_timeout = 0")  # waits for running searches
             row = conn.execute("SELECT NOT EXISTS (SELECT FROM recordings)").fetchone()
@@ -435,23 +399,25 @@ class PostgresStore:
             if empty:
                 for name in (*DEFERRED, *TRIGRAM_INDEXES):
                     conn.execute(pgschema.drop(name).encode())
+        self._without_ids = empty
         try:
             yield empty
         finally:
+            self._without_ids = False
             self._build_deferred()
 
     def _build_deferred(self) -> None:
-        """Build what is missing on two connections at once: the trigram indexes (GIN: a
-        build takes one core) on one, the B-tree indexes and keys (whose builds have workers
-        of their own) on the other: 0.75-0.81x the time of one after the other at 600,000
-        and 2,000,000 recordings. Each connection commits its own: a build that fails or is
-        killed leaves the rest built, and the next start builds it again (``migrate``); a
-        build that fails stops the other. With a pool of one connection, one after the
-        other."""
+        """Build what is missing on two connections at once, about half on each
+        (``pgschema.BESIDE``): the trigram indexes (GIN: a build takes one core) and the
+        indexes of recordings by id and by number beside the rest: 0.75-0.81x the time of
+        one after the other at 600,000 and 2,000,000 recordings (trigram indexes beside).
+        Each connection commits its own: a build that fails or is killed leaves the rest
+        built, and the next start builds it again (``migrate``); a build that fails stops
+        the other. With a pool of one connection, one after the other."""
         with self._conn() as conn:
             missing = pgschema.missing(conn)
-        trigrams = [name for name in missing if name in TRIGRAM_INDEXES]
-        others = [name for name in missing if name not in TRIGRAM_INDEXES]
+        beside_names = [name for name in missing if name in BESIDE]
+        others = [name for name in missing if name not in BESIDE]
 
         stopped = threading.Event()  # the other build failed: start none
         beside_conn: list[psycopg.Connection[Any]] = []  # the one building beside, once it is
@@ -464,17 +430,17 @@ class PostgresStore:
                     pgschema.build(conn, names)
 
         try:
-            if trigrams and others and self._pool.max_size > 1:
+            if beside_names and others and self._pool.max_size > 1:
                 with ThreadPoolExecutor(1) as side:
-                    trigram_builds = side.submit(build, trigrams, beside=True)
+                    beside_builds = side.submit(build, beside_names, beside=True)
                     try:
                         build(others)
                     except BaseException:  # Ctrl-C included: the other build stops too
                         stopped.set()
-                        if beside_conn and not trigram_builds.done():
+                        if beside_conn and not beside_builds.done():
                             beside_conn[0].cancel_safe()
                         raise
-                    trigram_builds.result()
+                    beside_builds.result()
             else:
                 build(missing)
         finally:
