@@ -361,3 +361,29 @@ def test_a_killed_load_with_repeats_has_them_merged_at_the_next_start(
         assert_searches_match_reference(reopened, everything_in(reopened))
     finally:
         reopened.close()
+
+
+def test_a_load_goes_on_merging_once_another_process_built_the_index_of_ids(pg_url: str) -> None:
+    """A process that starts during a load into an empty database builds what is missing,
+    the index of ids included: the load's next recording stored already is merged, not
+    refused."""
+    store = open_store(pg_url)
+    try:
+        with store.bulk_load():
+            store.load("cc1", [events("a", "Joined"), events("b", "Joined")])
+            store.load("cc1", [events("a", "Left")])  # a second row, for now
+            open_store(pg_url).close()  # a server starting: builds and merges
+            assert structures(pg_url) >= SECONDARY
+            assert counts(pg_url)[0] == 2
+            batch = [events("b", "Left"), events("c", "Joined")]
+            assert store.load("cc1", batch) == [None] * 2
+            assert store.load("cc1", [events("d", "Joined")]) == [None]
+        assert history(store) == {
+            "a": ["Joined", "Left"],
+            "b": ["Joined", "Left"],
+            "c": ["Joined"],
+            "d": ["Joined"],
+        }
+        assert counts(pg_url)[0] == 4
+    finally:
+        store.close()

@@ -323,9 +323,6 @@ class PostgresStore:
     def _save(self, ccid: str, recordings: Sequence[Document | Stored]) -> list[Stored | GWSError]:
         if not recordings:
             return []
-        given = [item_id(r) for r in recordings]
-        ids = sorted(set(given))
-        results: list[Stored | GWSError] = []
         # In a load into an empty database, recordings prepared ahead are inserted without
         # looking for them (there is no index of ids to look in), a recording that comes
         # again with the others: merged when the index is built at the end. Any other
@@ -333,9 +330,26 @@ class PostgresStore:
         unlooked = self._without_ids and all(isinstance(r, Stored) for r in recordings)
         if self._without_ids and not unlooked:
             self._index_ids()
+        if unlooked:
+            try:
+                return self._merge_in(ccid, recordings, look_up=False)
+            except psycopg.errors.UniqueViolation:
+                # Another process built the index meanwhile (a server that started, which
+                # builds what is missing), and a recording of the batch was stored already.
+                self._without_ids = False
+        return self._merge_in(ccid, recordings, look_up=True)
+
+    def _merge_in(
+        self, ccid: str, recordings: Sequence[Document | Stored], *, look_up: bool
+    ) -> list[Stored | GWSError]:
+        """Each recording merged with what is stored of it (``look_up``), or was saved
+        earlier in the batch, then written."""
+        given = [item_id(r) for r in recordings]
+        ids = sorted(set(given))
+        results: list[Stored | GWSError] = []
         with self._writing(ccid, ids) as conn:
             current: dict[str, bytes | Document | Stored] = {}
-            if not unlooked:
+            if look_up:
                 current.update(self._look_up(conn, ccid, ids))
             stored_before = set(current)
             changed: dict[str, Stored] = {}
