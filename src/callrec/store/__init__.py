@@ -6,15 +6,18 @@ One implementation per backend holds its own SQL; nothing outside this package s
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from callrec.doccodec import decode
 from callrec.errors import GWSError
-from callrec.model import IndexKeys, Stored
+from callrec.model import IndexKeys, Stored, merge_stored
 from callrec.query import RecordingQuery, parse_instant
 
+log = logging.getLogger(__name__)
 Document = dict[str, Any]
 # Keyset position in the search order: (startTime in epoch ms, id).
 SearchKey = tuple[int, str]
@@ -46,6 +49,33 @@ def indexed_columns(keys: IndexKeys) -> tuple[Any, ...]:
         keys.caller[::-1],
         keys.dialed[::-1],
     )
+
+
+def merged_repeats(rec_id: str, blobs: Sequence[bytes]) -> Stored | None:
+    """The stored forms of a recording that a load without the index of ids stored more
+    than once, merged in the order given, as a load with the index merges them line by line:
+    what to write over the first (None: the first as it is). A repeat in exactly the form
+    merged so far (a file loaded twice) changes nothing; one that does not merge (none can
+    between two complete recordings) is left out, as a line that fails, with a warning."""
+    docs: dict[bytes, dict[str, Any]] = {}  # each stored form decoded once
+
+    def doc(blob: bytes) -> dict[str, Any]:
+        if blob not in docs:
+            docs[blob] = decode(blob)
+        return docs[blob]
+
+    current = blobs[0]  # the stored form of what is merged so far
+    merged: Stored | None = None
+    for blob in blobs[1:]:
+        if blob == current:  # merging it gives it back
+            continue
+        try:
+            merged = merge_stored(doc(blobs[0]) if merged is None else merged, doc(blob))
+        except GWSError as error:
+            log.warning("recording %r stored twice does not merge: %s", rec_id, error.message)
+            continue
+        current = merged.packed
+    return merged
 
 
 @dataclass(frozen=True, slots=True)

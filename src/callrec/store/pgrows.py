@@ -3,7 +3,6 @@ a load that had no index of ids, merged before that index is built (``merge_repe
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -12,12 +11,10 @@ from typing import Any
 import psycopg
 
 from callrec.doccodec import decode
-from callrec.errors import GWSError
-from callrec.model import IndexKeys, Stored, index_keys, merge_stored
-from callrec.store import indexed_columns
+from callrec.model import IndexKeys, Stored, index_keys
+from callrec.store import indexed_columns, merged_repeats
 from callrec.store.names import signature
 
-log = logging.getLogger(__name__)
 _RECORDING_TYPES = ["text", "text", "text", "int8", "int8", "text", "text", "text", "text", "bytea"]
 _NAME_TYPES = ["int8", "int8", "text", "text", "text"]
 _UPDATE = (
@@ -127,9 +124,10 @@ def _merge(
     later: list[str] = []
     names: dict[str, list[IndexKeys]] = {}  # by ccid
     for ccid, rec_id, rows in groups:
-        merged, keys = _merged(rec_id, [blob for _, blob in rows])
+        merged = merged_repeats(rec_id, [blob for _, blob in rows])
         if merged is not None:
             updates.append((*columns(ccid, merged)[2:], rows[0][0]))
+        keys = merged.keys if merged is not None else index_keys(decode(rows[0][1]))
         names.setdefault(ccid, []).append(keys)
         later += [ctid for ctid, _ in rows[1:]]
     with conn.cursor() as cur:
@@ -138,27 +136,3 @@ def _merge(
     for ccid, keys_of_ccid in names.items():
         write_names(conn, ccid, keys_of_ccid)
     return len(later)
-
-
-def _merged(rec_id: str, blobs: list[bytes]) -> tuple[Stored | None, IndexKeys]:
-    """The stored forms of one recording merged in order: what to write over the first
-    (None: the first as it is) and the keys of the result."""
-    docs: dict[bytes, dict[str, Any]] = {}  # each stored form decoded once
-
-    def doc(blob: bytes) -> dict[str, Any]:
-        if blob not in docs:
-            docs[blob] = decode(blob)
-        return docs[blob]
-
-    current = blobs[0]  # the stored form of what is merged so far
-    merged: Stored | None = None
-    for blob in blobs[1:]:
-        if blob == current:  # the same again (a file loaded twice): merging gives it back
-            continue
-        try:
-            merged = merge_stored(doc(blobs[0]) if merged is None else merged, doc(blob))
-        except GWSError as error:  # as a line that does not merge: the rest stays as it was
-            log.warning("recording %r stored twice does not merge: %s", rec_id, error.message)
-            continue
-        current = merged.packed
-    return merged, merged.keys if merged is not None else index_keys(doc(blobs[0]))

@@ -3,19 +3,16 @@ index of ids, built after a load that stored some recording more than once."""
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from typing import Any
 
 from callrec.doccodec import decode
-from callrec.errors import GWSError
-from callrec.model import IndexKeys, Stored, index_keys, merge_stored
-from callrec.store import indexed_columns
+from callrec.model import IndexKeys, Stored, index_keys
+from callrec.store import indexed_columns, merged_repeats
 from callrec.store.names import signature
 from callrec.store.sqliteblocks import UPDATE_BLOCKS, block_bounds
 from callrec.store.sqliteschema import DERIVED, IDS
 
-log = logging.getLogger(__name__)
 _DELETE_NAME = "DELETE FROM recording_names WHERE ccid = ? AND name = ? AND start_ms = ? AND pk = ?"
 # The ids stored more than once, after a given one, a page at a time.
 _REPEATED = (
@@ -117,31 +114,14 @@ def _merge_repeated(conn: sqlite3.Connection, ccid: str, rec_id: str) -> int:
     rows = conn.execute(
         "SELECT pk, doc FROM recordings WHERE ccid = ? AND id = ? ORDER BY pk", (ccid, rec_id)
     ).fetchall()
-    docs: dict[bytes, dict[str, Any]] = {}  # each stored form decoded once
-
-    def doc(blob: bytes) -> dict[str, Any]:
-        if blob not in docs:
-            docs[blob] = decode(blob)
-        return docs[blob]
-
-    (first, current), *later = rows  # current: the stored form of what is merged so far
-    first_keys = index_keys(doc(current))
-    merged: Stored | None = None
-    for _, blob in later:
-        if blob == current:  # the same again (a file loaded twice): merging gives it back
-            continue
-        try:
-            merged = merge_stored(doc(rows[0][1]) if merged is None else merged, doc(blob))
-        except GWSError as error:  # as a line that does not merge: the rest stays as it was
-            log.warning("recording %r stored twice does not merge: %s", rec_id, error.message)
-            continue
-        current = merged.packed
+    keys = {blob: index_keys(decode(blob)) for blob in {blob for _, blob in rows}}
+    (first, first_blob), *later = rows
+    merged = merged_repeats(rec_id, [blob for _, blob in rows])
     if merged is not None:
-        write_rows(conn, ccid, {first: merged}, {first}, {first: first_keys})
-    later_keys = {pk: index_keys(doc(blob)) for pk, blob in later}
+        write_rows(conn, ccid, {first: merged}, {first}, {first: keys[first_blob]})
     conn.executemany(
         _DELETE_NAME,
-        [(ccid, name, keys.start_ms, pk) for pk, keys in later_keys.items() for name in keys.names],
+        [(ccid, name, keys[blob].start_ms, pk) for pk, blob in later for name in keys[blob].names],
     )
-    conn.executemany("DELETE FROM recordings WHERE pk = ?", [(pk,) for pk in later_keys])
+    conn.executemany("DELETE FROM recordings WHERE pk = ?", [(pk,) for pk, _ in later])
     return len(later)
