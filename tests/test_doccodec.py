@@ -11,7 +11,9 @@ from pathlib import Path
 import orjson
 import psycopg
 import pytest
+import zstandard
 
+from callrec import doccodec
 from callrec.demo import demo_jsonl
 from callrec.doccodec import VOCABULARY, pack, unpack
 from callrec.model import to_store
@@ -44,6 +46,18 @@ def test_recordings_shrink_to_about_a_fifth(tmp_path: Path) -> None:
     blobs = demo_blobs(tmp_path)
     ratio = sum(len(pack(b)) for b in blobs) / sum(len(b) for b in blobs)
     assert ratio < 0.3, ratio
+
+
+def test_documents_compressed_at_the_earlier_level_read_as_they_were(tmp_path: Path) -> None:
+    """Until 2026-12-07 documents were compressed at level 3 (now -1): the same frames, the
+    same dictionary, read by the same decoder."""
+    earlier = zstandard.ZstdCompressor(
+        level=3, dict_data=doccodec._DICTIONARY, write_checksum=False
+    )
+    for blob in demo_blobs(tmp_path, 50):
+        stored = b"\x01" + earlier.compress(blob)
+        assert stored != pack(blob)  # a different frame...
+        assert unpack(stored) == blob  # ...read back alike
 
 
 def test_plain_json_stored_before_compression_reads_as_it_is() -> None:
