@@ -544,6 +544,20 @@ MERGED = {
 }
 
 
+def assert_loaded_alike_line_by_line(store: RecordingStore, live: RecordingStore) -> None:
+    """The ``REPEATS`` batches loaded into ``live``, a store that is not empty (no index
+    dropped, merged line by line), make the documents ``store`` holds; ``live`` is closed."""
+    try:
+        live.load("cc0", [events("z", "Joined")])
+        with live.bulk_load() as deferred:
+            assert not deferred
+            for batch in REPEATS:
+                live.load("cc1", batch)
+        assert everything_in(live) == everything_in(store)
+    finally:
+        live.close()
+
+
 def test_a_load_into_an_empty_store_merges_its_repeats_when_it_indexes_the_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -580,18 +594,7 @@ def test_a_load_into_an_empty_store_merges_its_repeats_when_it_indexes_the_ids(
         assert rows(path) == [(1, "a", names), (2, "b", names), (3, "c", names), (6, "e", names)]
         assert_dictionary_counts(path)
         assert_trigrams_indexed(path)
-        # The same batches into a store that is not empty (no index dropped, merged line by
-        # line) make the same documents.
-        live = SQLiteStore(tmp_path / "live.db")
-        try:
-            live.load("cc0", [events("z", "Joined")])
-            with live.bulk_load() as deferred:
-                assert not deferred
-                for batch in REPEATS:
-                    live.load("cc1", batch)
-            assert everything_in(live) == everything_in(store)
-        finally:
-            live.close()
+        assert_loaded_alike_line_by_line(store, SQLiteStore(tmp_path / "live.db"))
         # The index keeps the ids unique again, and a recording loaded again merges.
         with pytest.raises(sqlite3.IntegrityError, match=r"recordings\.ccid, recordings\.id"):
             store._writer.execute(

@@ -26,6 +26,7 @@ from test_importer import (
     KILLED_REPEATS,
     MERGED,
     REPEATS,
+    assert_loaded_alike_line_by_line,
     assert_searches_match_reference,
     events,
     everything_in,
@@ -295,17 +296,8 @@ def test_a_load_into_an_empty_database_merges_its_repeats_when_it_indexes_the_id
         assert history(store) == MERGED
         assert counts(pg_url) == (4, 4 * names, 4 * names)
         assert_searches_match_reference(store, everything_in(store))
-        with fresh_schema(pg_server) as live_url:  # the same batches, merged line by line
-            live = open_store(live_url)
-            try:
-                live.load("cc0", [events("z", "Joined")])
-                with live.bulk_load() as deferred:
-                    assert not deferred
-                    for batch in REPEATS:
-                        live.load("cc1", batch)
-                assert everything_in(live) == everything_in(store)
-            finally:
-                live.close()
+        with fresh_schema(pg_server) as live_url:
+            assert_loaded_alike_line_by_line(store, open_store(live_url))
         # The index keeps the ids unique again, and a recording loaded again merges.
         with psycopg.connect(pg_url) as conn, pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(
