@@ -275,13 +275,15 @@ def counts(url: str) -> tuple[int, int, int]:
 
 
 def test_a_load_into_an_empty_database_merges_its_repeats_when_it_indexes_the_ids(
-    pg_url: str, pg_server: Any
+    pg_url: str, pg_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As on SQLite: a load into an empty database drops the index of ids too, inserts a
     recording that comes again again, and merges its rows in the order they were written
     when the index is built at the end, into what a load with the index makes of it."""
     from pgserver import fresh_schema
 
+    # A recording merged and written at a time, while the repeated rows are still being read.
+    monkeypatch.setattr(pgrows, "MERGE_BATCH", 1)
     store = open_store(pg_url)
     try:
         with store.bulk_load() as deferred:

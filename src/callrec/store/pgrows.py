@@ -17,6 +17,7 @@ from callrec.store.names import signature
 
 _RECORDING_TYPES = ["text", "text", "text", "int8", "int8", "text", "text", "text", "text", "bytea"]
 _NAME_TYPES = ["int8", "int8", "text", "text", "text"]
+MERGE_BATCH = 1000  # recordings merged and written at a time, while their rows are read
 _UPDATE = (
     "UPDATE recordings SET region = %s, start_ms = %s, stop_ms = %s, caller = %s, dialed = %s,"
     " caller_rev = %s, dialed_rev = %s, document = %s"
@@ -109,7 +110,7 @@ def merge_repeats(conn: psycopg.Connection[Any]) -> int:
         )
         for (ccid, rec_id), group in groupby(rows, key=itemgetter(0, 1)):
             groups.append((ccid, rec_id, [(ctid, bytes(blob)) for _, _, ctid, blob in group]))
-            if len(groups) == 1000:
+            if len(groups) == MERGE_BATCH:
                 deleted += _merge(conn, groups)
                 groups.clear()
     return deleted + _merge(conn, groups)
