@@ -712,6 +712,33 @@ def test_media_uri_substitution_on_get_and_search(client: TestClient) -> None:
     assert "secret-dir" not in got.text + found.text
 
 
+def test_a_page_read_again_shows_each_recording_as_it_is_now_and_as_asked(
+    client: TestClient,
+) -> None:
+    # Pages splice recordings rendered for earlier pages: by their stored form, the view
+    # and the play URLs' base, never by id alone.
+    post(client, [media_doc("rec-1", ["a.mp3"]), media_doc("rec-2", ["b.mp3"], T0 + 1)])
+    first = get_search(client, {"startTime": "0"})
+    assert get_search(client, {"startTime": "0"}).content == first.content
+    assert_external_media(first.json()["recordings"][0], "http://testserver", "rec-1", ["a.mp3"])
+    elsewhere = client.get(
+        SEARCH, params={"startTime": "0"}, headers={**basic("alice"), "Host": "rec.local:8443"}
+    )
+    assert_external_media(
+        elsewhere.json()["recordings"][0], "http://rec.local:8443", "rec-1", ["a.mp3"]
+    )
+    ops = client.get(
+        OPS_POST.format(ccid="cc1"), params={"startTime": "0"}, headers=basic("recorder")
+    )
+    [media] = ops.json()["recordings"][0]["mediaFiles"]
+    assert media["mediaUri"].endswith("/api/v2/ops/contact-centers/cc1/recordings/rec-1/play/a.mp3")
+    assert media["mediaDescriptor"]["path"] == "cc1/secret-dir/rec-1/0.mp3"
+    post(client, [rec("rec-1", callType="Outbound")])
+    again = get_search(client, {"startTime": "0"}).json()["recordings"]
+    assert [r.get("callType") for r in again] == ["Outbound", None]
+    assert again[1] == first.json()["recordings"][1]
+
+
 def test_media_uri_follows_the_request_host(client: TestClient) -> None:
     post(client, [media_doc("rec-1", ["a.mp3"])])
     got = client.get(SEARCH + "/rec-1", headers={**basic("alice"), "Host": "rec.local:8443"})

@@ -282,7 +282,7 @@ def test_500_from_search_and_write_never_leaks(
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(services.store, "search", _boom)
+    monkeypatch.setattr(services.store, "search_stored", _boom)
     monkeypatch.setattr(services.store, "upsert", _boom)
     monkeypatch.setattr(services.store, "delete", _boom)
     found = lenient.get("/api/v2/recordings", params={"startTime": "0"}, headers=ALICE)

@@ -737,7 +737,7 @@ def test_unexpected_failures_render_a_page_without_details(
     async def broken_async(*args: Any, **kwargs: Any) -> Any:
         broken()
 
-    monkeypatch.setattr(services.store, "search", broken)
+    monkeypatch.setattr(services.store, "search_stored", broken)
     monkeypatch.setattr(services.store, "get", broken)
     monkeypatch.setattr(services.store, "peek_stored", broken)  # reads on the event loop
     monkeypatch.setattr(services.store, "fetch_stored", broken_async)

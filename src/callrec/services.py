@@ -43,6 +43,7 @@ class Services:
     auth: Authenticator
     csrf: CsrfGuard
     bodies: Bodies = field(default_factory=Bodies)  # of GET /recordings/{id}
+    views: Bodies = field(default_factory=Bodies)  # recordings as pages of a search show them
     _closing: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     @classmethod

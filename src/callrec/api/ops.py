@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -110,8 +109,10 @@ async def search(
     services: ServicesDep,
     _: searching.SearchQuery,
 ) -> Response:
-    view = partial(ops_view, play_base=ops_play_base(request, services, ccid))
-    return await searching.search(request, services, ccid, view, origin(request, services))
+    base = ops_play_base(request, services, ccid)
+    return await searching.search(
+        request, services, ccid, ops_view, base, origin(request, services)
+    )
 
 
 @router.get("/api/v2/ops" + PATH + "/{recording_id}", summary="Get a recording as stored")

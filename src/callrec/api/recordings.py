@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Annotated
 
 import orjson
@@ -67,9 +66,13 @@ async def search_recordings(
         str | None, Query(description="The contact center, for OPS accounts only.")
     ] = None,
 ) -> Response:
-    view = partial(external_view, play_base=play_base(request, services))
     return await searching.search(
-        request, services, scope(user, request), view, origin(request, services)
+        request,
+        services,
+        scope(user, request),
+        external_view,
+        play_base(request, services),
+        origin(request, services),
     )
 
 

@@ -44,9 +44,10 @@ def ops_view(doc: Document, play_base: str) -> Document:
 
 
 class Bodies:
-    """Response bodies of GET /recordings/{id} by what they are made of: the recording's
-    stored form and the play URLs' base. The same two always make the same body, so a body
-    is never stale: a changed recording is stored differently, and is rendered afresh. A
+    """Rendered recordings (response bodies of GET /recordings/{id}, or a search page's
+    parts) by what they are made of: the recording's stored form and how it is shown (the
+    play URLs' base, and the view). The same two always make the same body, so a body is
+    never stale: a changed recording is stored differently, and is rendered afresh. A
     recording read again costs a dictionary lookup instead of a decompression and its JSON
     parsed and rendered again. Used from the event loop only."""
 

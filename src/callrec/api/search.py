@@ -10,17 +10,18 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from callrec.api.errors import GWSResponse
+from callrec.doccodec import decode
 from callrec.errors import InvalidParameter
 from callrec.query import MAX_INSTANT_MS, MIN_INSTANT_MS, parse_query
 from callrec.services import Services
 from callrec.store import Document, SearchKey, search_key
 
-View = Callable[[Document], Document]
+View = Callable[[Document, str], Document]  # a recording shown, with its play URLs' base
 
 
 class SearchParams(BaseModel):
@@ -79,9 +80,13 @@ def parse_limit(value: str | None, default: int, maximum: int) -> int:
 
 @dataclass
 class Page:
-    docs: list[Document]
+    stored: list[bytes]  # the recordings' stored forms (``doccodec``), in order
     first: str  # the query string of the first page (the request's, without its cursor)
     next: str | None  # the query string of the next page, when there is one
+
+    @property
+    def docs(self) -> list[Document]:
+        return [decode(blob) for blob in self.stored]
 
 
 async def find_page(request: Request, services: Services, ccid: str) -> Page:
@@ -91,24 +96,42 @@ async def find_page(request: Request, services: Services, ccid: str) -> Page:
     limit = parse_limit(params.get("limit"), settings.page_size, settings.max_page_size)
     cursor = params.get("cursor")
     after = decode_cursor(cursor) if cursor else None
-    docs = await run_in_threadpool(
-        services.store.search, ccid, query, limit=limit + 1, after=after, region=settings.region
+    stored = await run_in_threadpool(
+        services.store.search_stored,
+        ccid,
+        query,
+        limit=limit + 1,
+        after=after,
+        region=settings.region,
     )
     rest = [(k, v) for k, v in params.multi_items() if k != "cursor"]
     following = None
-    if len(docs) > limit:
-        docs = docs[:limit]
-        following = urlencode([*rest, ("cursor", encode_cursor(docs[-1]))])
-    return Page(docs, urlencode(rest), following)
+    if len(stored) > limit:
+        stored = stored[:limit]
+        following = urlencode([*rest, ("cursor", encode_cursor(decode(stored[-1])))])
+    return Page(stored, urlencode(rest), following)
 
 
 async def search(
-    request: Request, services: Services, ccid: str, view: View, base_url: str
-) -> GWSResponse:
+    request: Request, services: Services, ccid: str, view: View, play_base: str, base_url: str
+) -> Response:
+    """A page of ``GET .../recordings``: each recording shown by ``view`` (with the play URLs
+    under ``play_base``), spliced into the body as rendered for an earlier page when its
+    stored form is the same (``Bodies``): a page read again costs a lookup per recording
+    instead of a decompression, its JSON parsed, shown and rendered again."""
     page = await find_page(request, services, ccid)
     headers = {}
     if page.next is not None:
         headers["Link"] = f'<{base_url}{request.url.path}?{page.next}>; rel="next"'
-    return GWSResponse(
-        {"statusCode": 0, "recordings": [view(doc) for doc in page.docs]}, headers=headers
+    kept, how = services.views, f"{view.__name__} {play_base}"
+    shown = []
+    for blob in page.stored:
+        if (body := kept.get(blob, how)) is None:
+            body = orjson.dumps(view(decode(blob), play_base))
+            kept.keep(blob, how, body)
+        shown.append(body)
+    return Response(
+        b'{"statusCode":0,"recordings":[' + b",".join(shown) + b"]}",
+        headers=headers,
+        media_type=GWSResponse.media_type,
     )

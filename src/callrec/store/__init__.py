@@ -90,6 +90,33 @@ class User:
     last_name: str | None = None
 
 
+class DocumentSearch:
+    """``RecordingStore.search`` for a store that implements ``search_stored``."""
+
+    def search_stored(
+        self,
+        ccid: str,
+        query: RecordingQuery,
+        *,
+        limit: int,
+        after: SearchKey | None = None,
+        region: str | None = None,
+    ) -> list[bytes]:
+        raise NotImplementedError
+
+    def search(
+        self,
+        ccid: str,
+        query: RecordingQuery,
+        *,
+        limit: int,
+        after: SearchKey | None = None,
+        region: str | None = None,
+    ) -> list[Document]:
+        found = self.search_stored(ccid, query, limit=limit, after=after, region=region)
+        return [decode(blob) for blob in found]
+
+
 class RecordingStore(Protocol):
     """Where recordings and accounts live. Methods are blocking; call them off the event loop,
     except ``peek_stored`` and ``peek_user``, which never wait on anything but the local
@@ -124,6 +151,18 @@ class RecordingStore(Protocol):
         region: str | None = None,
     ) -> list[Document]:
         """Up to ``limit`` matches sorted by (startTime, id), strictly after ``after``."""
+
+    def search_stored(
+        self,
+        ccid: str,
+        query: RecordingQuery,
+        *,
+        limit: int,
+        after: SearchKey | None = None,
+        region: str | None = None,
+    ) -> list[bytes]:
+        """``search``, in the stored form (``doccodec.decode`` reads it): what a page's
+        recordings are rendered from, or taken already rendered (``api.search``)."""
 
     def upsert(self, ccid: str, recordings: Sequence[Document]) -> list[Document | GWSError]:
         """Create or merge each recording in one durable transaction.

@@ -33,6 +33,7 @@ from callrec.query import RecordingQuery
 from callrec.store import (
     UNKNOWN,
     Document,
+    DocumentSearch,
     SearchKey,
     Unknown,
     User,
@@ -108,7 +109,7 @@ def _load_size(conn: psycopg.Connection[Any]) -> int:
     return max(500, min(8000, int(row[0]) // 2 if row else 500))
 
 
-class PostgresStore:
+class PostgresStore(DocumentSearch):
     """``RecordingStore`` over PostgreSQL."""
 
     # A point read is a network round trip that can stall with the database: it never
@@ -213,7 +214,7 @@ class PostgresStore:
         row = self._remembered.peek(recording_key(ccid, recording_id))
         return row if row is UNKNOWN else _stored(row, region)
 
-    def search(
+    def search_stored(
         self,
         ccid: str,
         query: RecordingQuery,
@@ -221,16 +222,14 @@ class PostgresStore:
         limit: int,
         after: SearchKey | None = None,
         region: str | None = None,
-    ) -> list[Document]:
+    ) -> list[bytes]:
         with self._conn() as conn:
             times = None if query.user else self._statistics(conn, pgwindows.load_time_stats)
             if times is not None and times.worth_it and pgwindows.by_windows(conn, ccid, query):
-                blobs = pgwindows.read_page(
+                return pgwindows.read_page(
                     conn, times, ccid, query, limit=limit, after=after, region=region
                 )
-            else:
-                blobs = self._read_page(conn, ccid, query, limit, after, region)
-        return [decode(blob) for blob in blobs]
+            return self._read_page(conn, ccid, query, limit, after, region)
 
     def _read_page(
         self,

@@ -26,7 +26,15 @@ from callrec.doccodec import decode
 from callrec.errors import GWSError
 from callrec.model import IndexKeys, Stored, index_keys, item_id, merge_stored, unchanged
 from callrec.query import RecordingQuery
-from callrec.store import Document, SearchKey, User, sqliteblocks, sqlitenames, sqliterows
+from callrec.store import (
+    Document,
+    DocumentSearch,
+    SearchKey,
+    User,
+    sqliteblocks,
+    sqlitenames,
+    sqliterows,
+)
 from callrec.store.sqliteschema import DERIVED, IDS, build_steps, kind, migrate
 from callrec.store.sqlsearch import SQLITE, plan_search, search_sql
 from callrec.store.walwatch import WalWatch
@@ -82,7 +90,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore:
+class SQLiteStore(DocumentSearch):
     """``RecordingStore`` over one SQLite file in WAL mode."""
 
     # Recordings an import hands to ``load`` at a time. Each commit writes every page it
@@ -292,7 +300,7 @@ class SQLiteStore:
         stored = self.peek_stored(ccid, recording_id, region)
         return None if stored is None else decode(stored)
 
-    def search(
+    def search_stored(
         self,
         ccid: str,
         query: RecordingQuery,
@@ -300,7 +308,7 @@ class SQLiteStore:
         limit: int,
         after: SearchKey | None = None,
         region: str | None = None,
-    ) -> list[Document]:
+    ) -> list[bytes]:
         conn = self._read()
         total = conn.execute("SELECT max(pk) FROM recordings").fetchone()[0] or 0
 
@@ -321,10 +329,9 @@ class SQLiteStore:
             if names.branches and not sqlitenames.number_drives(
                 ccid, query, names.rows, total, limit, count
             ):
-                blobs = sqlitenames.read_page(
+                return sqlitenames.read_page(
                     conn, ccid, query, names.branches, limit=limit, after=after, region=region
                 )
-                return [decode(blob) for blob in blobs]
         # While a bulk load has the trigram and dictionary triggers dropped, their tables
         # know nothing of the rows loaded: numbers and names are then matched row by row.
         dialect = SQLITE if complete else _LOADING
@@ -338,15 +345,13 @@ class SQLiteStore:
         )
         plan = plan_search(dialect, ccid, query, limit, total, count, trigrams_first=by_blocks)
         if plan.trigram_numbers and by_blocks:
-            blobs = sqliteblocks.read_page(
+            return sqliteblocks.read_page(
                 conn, ccid, query, plan, limit=limit, after=after, region=region
             )
-            return [decode(blob) for blob in blobs]
         sql, params = search_sql(
             dialect, ccid, query, limit=limit, after=after, region=region, plan=plan
         )
-        rows = conn.execute(sql, params).fetchall()
-        return [decode(row[0]) for row in rows]
+        return [row[0] for row in conn.execute(sql, params)]
 
     def _complete(self, conn: sqlite3.Connection) -> bool:
         """Whether every index and trigger of the schema is there: not while a bulk load
