@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -93,16 +93,7 @@ class User:
 class DocumentSearch:
     """``RecordingStore.search`` for a store that implements ``search_stored``."""
 
-    def search_stored(
-        self,
-        ccid: str,
-        query: RecordingQuery,
-        *,
-        limit: int,
-        after: SearchKey | None = None,
-        region: str | None = None,
-    ) -> list[bytes]:
-        raise NotImplementedError
+    search_stored: Callable[..., list[bytes]]
 
     def search(
         self,
