@@ -60,6 +60,18 @@ def storages(tmp_path: Path) -> Storages:
 # --------------------------------------------------------------------------- validate_recording
 
 
+@pytest.mark.parametrize(
+    ("occurred_at", "said"),
+    [("soon", "Invalid eventHistory[1].occurredAt"), (5, "eventHistory[1].occurredAt must be")],
+)
+def test_a_bad_event_time_is_named_with_its_event(occurred_at: Any, said: str) -> None:
+    good = {"occurredAt": "2013-05-17T19:46:00.000+0000", "event": "Joined"}
+    body = local_recording(eventHistory=[good, {**good, "occurredAt": occurred_at}])
+    with pytest.raises(InvalidParameter) as caught:
+        validate_recording(body, CC)
+    assert caught.value.message.startswith(said)
+
+
 def without(key: str) -> dict[str, Any]:
     doc = local_recording()
     del doc[key]

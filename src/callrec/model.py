@@ -58,7 +58,7 @@ class IndexKeys(NamedTuple):
     names: list[str]
 
 
-def index_keys(doc: Mapping[str, Any]) -> IndexKeys:
+def index_keys(doc: dict[str, Any]) -> IndexKeys:
     stop = doc.get("stopTime")
     return _keys(
         doc,
@@ -67,7 +67,7 @@ def index_keys(doc: Mapping[str, Any]) -> IndexKeys:
     )
 
 
-def _keys(doc: Mapping[str, Any], start_ms: int, stop_ms: int | None) -> IndexKeys:
+def _keys(doc: dict[str, Any], start_ms: int, stop_ms: int | None) -> IndexKeys:
     return IndexKeys(
         id=doc["id"],
         region=doc.get("region"),
@@ -140,13 +140,18 @@ def _event(raw: Any, index: int) -> dict[str, Any]:
         raise InvalidParameter(f"eventHistory[{index}] must be an object")
     event = dict(raw)
     if "occurredAt" in event:
-        event["occurredAt"] = _instant(event["occurredAt"], f"eventHistory[{index}].occurredAt")
+        try:
+            event["occurredAt"] = _instant(event["occurredAt"], "occurredAt")
+        except InvalidParameter:  # checked again, to name the event in the message
+            _instant(event["occurredAt"], f"eventHistory[{index}].occurredAt")
+            raise
     if "contact" in event:
         contact = event["contact"]
         if type(contact) is not dict:
             _object(contact, f"eventHistory[{index}].contact")
+        fields: dict[str, Any] = contact  # a dict's own lookups, not any mapping's (mypyc)
         for key in _CONTACT_TEXT:
-            value = contact.get(key)
+            value = fields.get(key)
             if value is not None and (type(value) is not str or len(value) > 512):
                 _text(value, f"eventHistory[{index}].contact.{key}", limit=512)
     return event
@@ -201,9 +206,7 @@ def _distinct(events: list[Any]) -> bool:
     return all(event not in events[i + 1 :] for i, event in enumerate(events))  # by ==
 
 
-def merge_recordings(
-    existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]
-) -> dict[str, Any]:
+def merge_recordings(existing: dict[str, Any] | None, incoming: dict[str, Any]) -> dict[str, Any]:
     """The document after ``incoming`` is posted over ``existing`` (SPEC §5 merge rules).
 
     Top-level fields given replace; media files upsert by mediaId (fields merged, so a
@@ -215,7 +218,7 @@ def merge_recordings(
 
 
 def _merge(
-    existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]
+    existing: dict[str, Any] | None, incoming: dict[str, Any]
 ) -> tuple[dict[str, Any], int, int | None]:
     """``merge_recordings``, and the merged start and stop in epoch ms."""
     if existing is None:  # every field the incoming one (the four below are set again)
@@ -303,7 +306,7 @@ class Stored:
         return self._doc
 
 
-def to_store(existing: Mapping[str, Any] | None, incoming: Mapping[str, Any]) -> Stored:
+def to_store(existing: dict[str, Any] | None, incoming: dict[str, Any]) -> Stored:
     """``incoming`` merged over ``existing``, ready to store. With nothing existing it needs
     nothing from the store, so import's workers compute it ahead."""
     doc, start_ms, stop_ms = _merge(existing, incoming)
@@ -316,7 +319,7 @@ def item_id(item: Mapping[str, Any] | Stored) -> str:
 
 
 def merge_stored(
-    existing: Mapping[str, Any] | Stored | None, incoming: Mapping[str, Any] | Stored
+    existing: dict[str, Any] | Stored | None, incoming: dict[str, Any] | Stored
 ) -> Stored:
     """``incoming`` saved over ``existing`` (a stored document, or one saved earlier in the
     same batch). A ``Stored`` incoming was computed ahead as ``to_store(None, doc)``: taken
@@ -336,7 +339,7 @@ def unchanged(stored: object, incoming: Stored) -> bool:
     return isinstance(stored, bytes) and incoming.packed == stored
 
 
-def ordered(doc: Mapping[str, Any]) -> dict[str, Any]:
+def ordered(doc: dict[str, Any]) -> dict[str, Any]:
     """The document with its fields in SPEC §1 output order, other fields after."""
     head = {k: doc[k] for k in FIELD_ORDER if k in doc}
     if len(head) == len(doc):  # no other field
