@@ -12,7 +12,7 @@ import pytest
 from callrec.demo import demo_recordings
 from callrec.doccodec import unpack
 from callrec.errors import GWSError, InvalidParameter, MissingParameter
-from callrec.ingest import as_posted, prepare
+from callrec.ingest import as_posted, parse_json, prepare
 from callrec.media.local import LocalMediaStore
 from callrec.media.locations import Storages
 from callrec.model import (
@@ -778,3 +778,30 @@ def test_prepare_validates_before_resolving(storages: Storages) -> None:
     del raw["region"]
     with pytest.raises(MissingParameter):
         prepare(storages, raw, CC)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "12.5",
+        "1e300",
+        "-0.0",
+        "0.1",
+        "12345678.12345679",
+        "9223372036854775807",
+        "-9223372036854775808",
+    ],
+)
+def test_numbers_a_double_or_64_bits_hold_are_kept_as_they_are(number: str) -> None:
+    body = f'{{"a": [{{"n": {number}}}], "s": "12345678901234567890"}}'.encode()
+    assert parse_json(body) == {"a": [{"n": orjson.loads(number)}], "s": "12345678901234567890"}
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["12345678.123456789", "9223372036854775808", "18446744073709551615", "1" * 30, "1e400"],
+)
+def test_numbers_that_would_lose_digits_are_refused_wherever_they_are(number: str) -> None:
+    for body in (f'{{"n": {number}}}', f'{{"a": [1, {{"b": [{number}]}}]}}', f"[{number}]"):
+        with pytest.raises(InvalidParameter, match="cannot be kept exactly"):
+            parse_json(body.encode())
