@@ -37,7 +37,6 @@ SIGNATURE_BITS = 3
 """Bits a name sets in a recording's 64-bit signature."""
 
 
-@functools.lru_cache(maxsize=1 << 16)
 # Agents' names repeat on every call they take: an import asks for the same few thousand.
 @functools.lru_cache(maxsize=65536)
 def name_bits(name: str) -> int:
