@@ -15,15 +15,15 @@ from callrec.model import validate_recording
 from callrec.store import Document
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_INT64 = range(_INT64_MIN, _INT64_MAX + 1)
 # An escaped NUL: "\u0000" after an even number of backslashes (an odd one escapes the "\").
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _exact_int(text: str) -> int:
-    if len(text) > 20 or int(text) not in _INT64:
+    value = int(text) if len(text) <= 20 else None
+    if value is None or not _INT64_MIN <= value <= _INT64_MAX:
         raise ValueError("integer out of range")
-    return int(text)
+    return value
 
 
 def _exact_float(text: str) -> float:
