@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 import uuid
@@ -145,3 +146,33 @@ def test_the_sample_spans_the_whole_file(
     ]
     assert [r["id"] for r in sample] == every[::20]
     assert sample[-1]["id"] == every[980]  # from the last tenth, not the first 50
+
+
+def test_the_import_floor_stores_what_the_import_stored(tmp_path: Path) -> None:
+    """``bench/import_floor.py`` at a small size: SQLite alone stores the imported rows again
+    and builds every structure the import built (it fails otherwise), and the table adds up."""
+    from callrec.demo import demo_jsonl
+
+    jsonl = tmp_path / "recordings.jsonl"
+    demo_jsonl(jsonl, 2000, seed=7, media=False)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "import_floor.py"), str(jsonl), "--work", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stderr
+    rows = {
+        cells[0]: cells[1]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 2
+    }
+    assert "2,000 recordings" in done.stdout
+    parts = [float(v) for k, v in rows.items() if k.split(":")[0] in ("orjson", "zstd", "SQLite")]
+    assert len(parts) == 7, rows
+    assert all(v > 0 for v in parts), rows
+    assert float(rows["floor: the parts above, in all"]) == pytest.approx(sum(parts), abs=0.02)
+    assert [name for name in os.listdir(tmp_path) if name != "recordings.jsonl"] == []
