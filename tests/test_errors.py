@@ -342,6 +342,21 @@ def post_raw(client: TestClient, content: bytes) -> Any:
         b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","n":-9223372036854775809}',
         b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","n":1e400}',
         b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","n":12345678.123456789}',
+        b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","n":9007199254740.993}',
+        b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","n":1e-400}',
+        b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","x":'
+        + b"[" * 300
+        + b"]" * 300
+        + b"}",
+        b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","x":'
+        + b"[" * 64
+        + b"]" * 64
+        + b"}",
+        b'[{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z"}, {"x":'
+        + b'{"y":' * 253
+        + b"1"
+        + b"}" * 254
+        + b"]",
         b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","x":"a\\u0000b"}',
         b'{"id":"rec-2\\u0000","region":"usw1","startTime":"2013-05-17T19:45:32Z"}',
         b'{"id":"rec-2","region":"usw1","startTime":"2013-05-17T19:45:32Z","x":"\\ud800"}',
@@ -364,6 +379,11 @@ def post_raw(client: TestClient, content: bytes) -> Any:
         "below-int64",
         "1e400",
         "17-digit-decimal",
+        "16-digit-decimal",
+        "underflow",
+        "nested-300-deep",
+        "nested-65-deep",
+        "bulk-with-one-nested-too-deep",
         "nul-in-value",
         "nul-in-id",
         "lone-surrogate-escape",

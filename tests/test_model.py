@@ -12,7 +12,7 @@ import pytest
 from callrec.demo import demo_recordings
 from callrec.doccodec import unpack
 from callrec.errors import GWSError, InvalidParameter, MissingParameter
-from callrec.ingest import as_posted, parse_json, prepare
+from callrec.ingest import MAX_DEPTH, as_posted, parse_json, prepare
 from callrec.media.local import LocalMediaStore
 from callrec.media.locations import Storages
 from callrec.model import (
@@ -788,6 +788,9 @@ def test_prepare_validates_before_resolving(storages: Storages) -> None:
         "-0.0",
         "0.1",
         "12345678.12345679",
+        "1.50",
+        "1e2",
+        "5e-324",
         "9223372036854775807",
         "-9223372036854775808",
     ],
@@ -799,9 +802,30 @@ def test_numbers_a_double_or_64_bits_hold_are_kept_as_they_are(number: str) -> N
 
 @pytest.mark.parametrize(
     "number",
-    ["12345678.123456789", "9223372036854775808", "18446744073709551615", "1" * 30, "1e400"],
+    [
+        "12345678.123456789",
+        "9007199254740.993",  # 16 digits, 17 characters: the double is ...992
+        "900719925474099.3",
+        "1e-400",  # below the smallest double: 0.0
+        "-2.5e-330",
+        "9223372036854775808",
+        "18446744073709551615",
+        "1" * 30,
+        "1e400",
+    ],
 )
 def test_numbers_that_would_lose_digits_are_refused_wherever_they_are(number: str) -> None:
     for body in (f'{{"n": {number}}}', f'{{"a": [1, {{"b": [{number}]}}]}}', f"[{number}]"):
         with pytest.raises(InvalidParameter, match="cannot be kept exactly"):
             parse_json(body.encode())
+
+
+def test_bodies_nested_deeper_than_the_limit_are_refused() -> None:
+    assert parse_json(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+    deeper = (
+        b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1),
+        b'{"n": 1.5, "x": ' * 70 + b"1" + b"}" * 70,
+    )
+    for body in deeper:  # the second has a float: read again exactly, and still refused
+        with pytest.raises(InvalidParameter, match=f"more than {MAX_DEPTH} levels deep"):
+            parse_json(body)
