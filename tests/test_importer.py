@@ -84,6 +84,26 @@ def mixed_file(path: Path) -> dict[int, str]:
     return {out.index(line) + 1: reason for line, reason in bad}
 
 
+def test_a_line_that_fails_in_an_unforeseen_way_is_reported_and_the_rest_go_on(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = importer.prepare
+
+    def prepare(storages: Any, raw: Any, ccid: str) -> Any:
+        if raw.get("id") == "odd":
+            raise ValueError("Invalid IPv6 URL")  # as urlsplit raised on "http://[x/y"
+        return real(storages, raw, ccid)
+
+    monkeypatch.setattr(importer, "prepare", prepare)
+    lines = [
+        (n, json.dumps(local_recording(name)).encode())
+        for n, name in enumerate(["a", "odd", "b"], 1)
+    ]
+    prepared = importer.prepare_lines("cc1", lines, services.storages)
+    assert [(n, keys is not None) for n, _, keys in prepared] == [(1, True), (2, False), (3, True)]
+    assert prepared[1][1] == "could not be read (ValueError)"  # no message of the library's
+
+
 @pytest.mark.parametrize("jobs", [0, 2])
 def test_import_in_workers_reports_in_file_order_and_merges_repeats(
     services: Services, tmp_path: Path, jobs: int

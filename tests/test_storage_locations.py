@@ -122,6 +122,8 @@ def test_the_original_location_is_kept_aside(storages: Storages) -> None:
         webdav("http://dav.example.internal/recordings/x.mp3?download=1"),
         webdav("http://dav.example.internal/recordings/x.mp3#t=1"),
         webdav("http://dav.example.internal:notaport/recordings/x.mp3"),
+        webdav("http://[::1/recordings/x.mp3"),  # not a URL at all
+        webdav("http://dav.example.internal]/recordings/x.mp3"),
         webdav("//dav.example.internal/recordings/x.mp3"),
         webdav("voice/1.mp3"),
         webdav("/elsewhere/x.mp3"),
@@ -141,6 +143,8 @@ def test_the_original_location_is_kept_aside(storages: Storages) -> None:
         {"mediaUri": "file:///etc/passwd"},
         {"mediaUri": "s3://other-bucket/a.mp3"},
         {"mediaUri": "s3://recs/"},
+        {"mediaUri": "s3://[recs/a.mp3"},
+        {"mediaUri": "http://[::1/x.mp3"},
         {"mediaUri": "http://minio:9000/other/a.mp3"},
         {"mediaUri": "https://minio:9000/recs/a.mp3"},
         {"mediaUri": "/recordings/x.mp3"},  # a bare path is no URL

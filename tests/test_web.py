@@ -233,7 +233,11 @@ def test_login_token_is_bound_to_the_login_cookie(seeded: TestClient) -> None:
 def test_cross_site_posts_are_refused(seeded: TestClient) -> None:
     token = form_token(seeded.get("/login", headers=HTML).text)
     data = {"username": "alice", "password": PASSWORD, "csrf": token, "next": "/"}
-    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://[testserver"},  # not a URL at all
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
         response = seeded.post(
             "/login", data=data, headers={**HTML, **headers}, follow_redirects=False
         )

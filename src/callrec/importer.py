@@ -87,6 +87,9 @@ def prepare_lines(ccid: str, lines: Lines, storages: Storages | None = None) -> 
         except GWSError as error:
             out.append((line_no, error.message, None))
             continue
+        except Exception as error:  # a line no check foresaw: reported, and the import goes on
+            out.append((line_no, f"could not be read ({type(error).__name__})", None))
+            continue
         try:
             stored = to_store(None, doc)
         except GWSError:  # no startTime of its own: it may still merge with a stored one

@@ -123,7 +123,10 @@ class S3Store(HttpStorage):
     def claim_url(self, location: str) -> str | None:
         """``s3://bucket/key``, or an object URL of this endpoint (path or virtual-host
         style)."""
-        url = urlsplit(location)
+        try:
+            url = urlsplit(location)
+        except ValueError:  # not a URL at all ("s3://[x/y")
+            return None
         if url.query or url.fragment:
             return None
         if url.scheme == "s3":

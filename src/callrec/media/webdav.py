@@ -133,7 +133,10 @@ class WebDAVStore(HttpStorage):
             return (
                 None if "?" in location or "#" in location else self._key_of_path(unquote(location))
             )
-        url = urlsplit(location)
+        try:
+            url = urlsplit(location)
+        except ValueError:  # not a URL at all ("http://[x/y")
+            return None
         if url.scheme not in ("http", "https") or url.query or url.fragment:
             return None
         if "@" in url.netloc:  # credentials in the URL would be kept and shown by the ops API

@@ -112,7 +112,10 @@ def same_origin(request: Request, settings: Settings) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    netloc = urlsplit(origin).netloc
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # not a URL: no origin of ours
+        return False
     if netloc and netloc == request.headers.get("host"):
         return True
     return bool(settings.public_url) and origin == settings.public_url
@@ -200,7 +203,10 @@ async def index(request: Request) -> Response:
 
 def back_to_search(request: Request, root: str) -> str:
     """The search the user came from (same-origin Referer), else the empty search page."""
-    referer = urlsplit(request.headers.get("referer", ""))
+    try:
+        referer = urlsplit(request.headers.get("referer", ""))
+    except ValueError:  # not a URL: not a search of ours
+        return f"{root}/"
     if referer.netloc == request.headers.get("host") and referer.path == f"{root}/":
         return f"{root}/" + (f"?{referer.query}" if referer.query else "")
     return f"{root}/"
