@@ -854,7 +854,17 @@ def test_upload_to_unknown_recording_is_404(client: TestClient, settings: Settin
 
 @pytest.mark.parametrize(
     "media_id",
-    ["..", ".", "..%2F..%2Fevil", "a%2Fb.mp3", "%2E%2E", "a%5Cb.mp3", "a%00b.mp3", "..%5Cevil"],
+    [
+        "..",
+        ".",
+        "..%2F..%2Fevil",
+        "a%2Fb.mp3",
+        "%2E%2E",
+        "a%5Cb.mp3",
+        "a%00b.mp3",
+        "..%5Cevil",
+        "%C3%A9" * 128 + "evil",  # 260 bytes: more than a file name holds
+    ],
 )
 def test_upload_with_unsafe_media_id_is_refused(
     client: TestClient, settings: Settings, tmp_path: Path, media_id: str

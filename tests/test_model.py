@@ -125,6 +125,7 @@ ERRORS: list[tuple[str, Any, int]] = [
     ("mediaId is .", with_media(mediaId="."), 2),
     ("mediaId is ..", with_media(mediaId=".."), 2),
     ("mediaId too long", with_media(mediaId="a" * 256), 2),
+    ("mediaId over 255 bytes", with_media(mediaId="é" * 128), 2),
     (
         "mediaId twice",
         local_recording(mediaFiles=[{"mediaId": "a.mp3"}, {"mediaId": "a.mp3"}]),
@@ -176,6 +177,7 @@ def test_validate_accepts_ids_of_the_id_alphabet(rec_id: str) -> None:
         "a",
         "call.mp3",
         "a" * 255,
+        "é" * 127 + "a",  # 255 bytes
         "callrec.008E0149-12132920.141216184241.mp3",
         "Grüße vom Band.wav",
         "...",

@@ -40,8 +40,14 @@ FIELD_ORDER = (
 
 
 def is_safe_name(value: str, pattern: re.Pattern[str] = ID_PATTERN) -> bool:
-    """True when ``value`` can name a recording (or media file) and a directory entry."""
-    return bool(pattern.fullmatch(value)) and value not in (".", "..")
+    """True when ``value`` can name a recording (or media file) and a directory entry: at
+    most 255 bytes in UTF-8, which file systems allow a name (63 characters take at most
+    252)."""
+    return (
+        bool(pattern.fullmatch(value))
+        and value not in (".", "..")
+        and (len(value) <= 63 or len(value.encode("utf-8", "surrogatepass")) <= 255)
+    )
 
 
 class IndexKeys(NamedTuple):
