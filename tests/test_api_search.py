@@ -380,6 +380,13 @@ def test_unencoded_plus_in_zone_is_read_as_plus(timed: TestClient) -> None:
     assert ids_of(response) == ["at", "after", "live", "next-day"]
 
 
+def test_start_time_0_means_all_even_before_1970(client: TestClient) -> None:
+    post(client, [rec("1969", -1, 10_000), rec("epoch", 0, 10_000), rec("at", T0, T0 + 1)])
+    assert search_ids(client, {"startTime": "0"}) == ["1969", "epoch", "at"]
+    assert search_ids(client, {"startTime": "1970-01-01"}) == ["epoch", "at"]  # an instant
+    assert search_ids(client, {"startTime": "1"}) == ["at"]
+
+
 def test_start_and_end_time_window(timed: TestClient) -> None:
     params = {"startTime": str(T0), "endTime": str(T0 + 20_000)}
     assert search_ids(timed, params) == ["at"]

@@ -1085,7 +1085,8 @@ def test_parse_query_reads_all_five() -> None:
     [
         ({"callerPhoneNumber": "1650*"}, RecordingQuery(caller="1650*")),
         ({"dialedPhoneNumber": "**"}, RecordingQuery(dialed="*")),
-        ({"startTime": "0"}, RecordingQuery(start_from=0)),
+        ({"startTime": "0"}, RecordingQuery(start_from=MIN_INSTANT_MS)),  # all, 1969 too
+        ({"startTime": "1970-01-01"}, RecordingQuery(start_from=0)),
         ({"endTime": "1970-01-01T00:00:00Z"}, RecordingQuery(end_before=0)),
         ({"userName": " Alice AND Amber "}, RecordingQuery(user=(("alice", "amber"),))),
         ({"userName": "x" * MAX_PARAMETER_LENGTH}, RecordingQuery(user=(("x" * 1024,),))),

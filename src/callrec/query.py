@@ -458,10 +458,14 @@ def parse_query(params: Mapping[str, str]) -> RecordingQuery:
     def instant(key: str) -> int | None:
         return parse_instant(present[key], key) if key in present else None
 
+    start_from = instant("startTime")
+    if start_from == 0 and _EPOCH_MS_RE.fullmatch(present["startTime"]):
+        # "startTime=0 means all" (SPEC), recordings a clock put before 1970 too.
+        start_from = MIN_INSTANT_MS
     return RecordingQuery(
         caller=phone("callerPhoneNumber"),
         dialed=phone("dialedPhoneNumber"),
-        start_from=instant("startTime"),
+        start_from=start_from,
         end_before=instant("endTime"),
         user=parse_user_query(present["userName"]) if "userName" in present else None,
     )
