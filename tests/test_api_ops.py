@@ -12,6 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from callrec.ingest import as_posted
 from callrec.services import Services
 from callrec.settings import Settings
 from conftest import PASSWORD, basic, load_example, local_recording
@@ -815,6 +816,22 @@ def test_upload_replaces_bytes_and_survives_a_later_post(client: TestClient) -> 
     played = client.get("/api/v2/recordings/rec-1/play/a.mp3", headers=basic("alice"))
     assert played.status_code == 200
     assert played.content == b"second!"
+
+
+def test_an_uploaded_file_is_what_an_export_gives_as_the_location(client: TestClient) -> None:
+    sent = {"storage": "local", "path": "cc1/recorder/a.mp3"}
+    post_ok(
+        client, local_recording("rec-1", mediaFiles=[{"mediaId": "a.mp3", "mediaDescriptor": sent}])
+    )
+    [before] = as_posted(stored(client, "rec-1"))["mediaFiles"]
+    assert before["mediaDescriptor"] == sent
+    assert upload(client, "rec-1", "a.mp3", b"uploaded").status_code == 200
+    exported = as_posted(stored(client, "rec-1"))
+    [media] = exported["mediaFiles"]
+    assert media["mediaDescriptor"] == {"storage": "local", "path": "cc1/rec-1/a.mp3"}
+    post_ok(client, exported)  # imported again: still the uploaded bytes
+    played = client.get("/api/v2/recordings/rec-1/play/a.mp3", headers=basic("alice"))
+    assert played.content == b"uploaded"
 
 
 def test_upload_size_limit(make_client: Callable[..., TestClient], tmp_path: Path) -> None:

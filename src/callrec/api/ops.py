@@ -207,10 +207,14 @@ async def upload(
     key = f"{ccid}/{recording_id}/{media_id}"
     size = await store.put(key, request.stream(), limit)
     existing = next((m for m in doc.get("mediaFiles", []) if m.get("mediaId") == media_id), None)
+    location = {"storage": store.name, "path": key}
+    # The upload is where the media is now given: what an export writes (``as_posted``), in
+    # place of a location the recorder sent before, whose bytes are no longer the ones played.
     media: Document = {
         "mediaId": media_id,
         "size": str(size),
-        "mediaDescriptor": {"storage": store.name, "path": key},
+        "mediaDescriptor": location,
+        "originalMediaDescriptor": dict(location),
     }
     if not (existing or {}).get("type"):
         sent = request.headers.get("content-type", "").split(";")[0].strip()
