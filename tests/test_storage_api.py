@@ -512,7 +512,10 @@ def raw_get(port: int, path: str, rcvbuf: int | None = None) -> tuple[socket.soc
 @pytest.fixture
 def big_on_dav(dav: WebDAV) -> tuple[str, int]:
     name = f"{unique('big')}.mp3"
-    size = 48 * 2**20
+    # Larger than twice what the sockets between storage and client may buffer: a receive
+    # buffer grows up to net.ipv4.tcp_rmem's maximum (32 MB on some kernels), a send buffer
+    # up to tcp_wmem's (4 MB). With 48 MB, a busy machine once buffered 31 MB of it.
+    size = 96 * 2**20
     (dav.root / "voice").mkdir(exist_ok=True)
     with (dav.root / "voice" / name).open("wb") as out:
         for i in range(size // 2**20):
