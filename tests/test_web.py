@@ -586,6 +586,18 @@ def test_timeline_edge_cases() -> None:
         assert long is not None
         assert 1 <= len(long.ticks) <= 7
         assert all(timeline.plot_left <= t.x <= timeline.plot_right for t in long.ticks)
+    # Times are whatever the recorder sent: a call "from year 1 to 9999" is drawn at once.
+    for first in ("0001-01-01T00:00:00.000+0000", "2013-05-16T19:00:00.000+0000"):
+        ages = build_timeline(
+            {
+                "id": "x",
+                "startTime": first,
+                "stopTime": "9999-12-31T23:59:59.999+0000",
+                "eventHistory": [event(start, "Joined", "a")],
+            }
+        )
+        assert ages is not None
+        assert 1 <= len(ages.ticks) <= 7
 
 
 def test_display_values() -> None:

@@ -99,10 +99,13 @@ def _events(doc: Document) -> list[_Event]:
 
 
 def _tick_step(span_ms: int) -> int:
+    """At most six steps over the span, however long: a recording may say its call lasted
+    centuries (times are whatever the recorder sent), and a tick each 12 hours of them would
+    be millions."""
     for step in TICK_STEPS_S:
         if span_ms / (step * 1000) <= 6:
             return step * 1000
-    return TICK_STEPS_S[-1] * 1000
+    return -(-span_ms // (6 * 86_400_000)) * 86_400_000  # whole days
 
 
 def build_timeline(doc: Document) -> Timeline | None:
