@@ -184,6 +184,33 @@ def test_users_remove(data: Path) -> None:
     assert "no user named alice" in flat(again.stderr)
 
 
+def test_names_are_printed_as_they_are_never_as_markup(data: Path) -> None:
+    odd = ["[/x]", "[bold]mallory[/bold]"]
+    for name in odd:
+        done = add(
+            data, name, "--role", "admin", "--contact-center", "cc1", "--first-name", ":-1:[/b]"
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"user {name} saved" in done.stderr
+    listed = cli(data, "users", "list")
+    assert listed.returncode == 0, listed.stderr
+    for name in odd:
+        assert name in listed.stdout
+    assert ":-1:[/b]" in listed.stdout  # no emoji either
+    removed = cli(data, "users", "remove", "[/x]")
+    assert (removed.returncode, removed.stderr.strip()) == (0, "user [/x] removed")
+    missing = cli(data, "users", "remove", "[/x]")
+    assert (missing.returncode, flat(missing.stderr)) == (1, "error: no user named [/x]")
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "-1"])
+def test_serve_on_a_port_that_is_none_is_a_usage_error(data: Path, port: str) -> None:
+    done = cli(data, "serve", "--port", port)
+    assert done.returncode == 2
+    assert "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 # --------------------------------------------------------------------------- import / export
 
 BAD_LINES = {
@@ -400,6 +427,14 @@ def test_export_with_an_invalid_option_exits_2(
     assert message in flat(done.stderr)
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
+
+
+def test_export_to_a_path_that_cannot_be_written_exits_2(data: Path, tmp_path: Path) -> None:
+    for target in (tmp_path, tmp_path / "no-such-dir" / "x.jsonl"):
+        done = cli(data, "export", "--contact-center", "cc1", "-o", str(target))
+        assert done.returncode == 2, done.stderr
+        assert f"cannot write {target}" in flat(done.stderr)
+        assert "Traceback" not in done.stderr
 
 
 # --------------------------------------------------------------------------- migrate, version

@@ -24,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from callrec import __version__
 from callrec.auth import OPS, ROLES, hash_password
@@ -47,12 +48,14 @@ users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(users, name="users")
 media = typer.Typer(help="Maintain the media storages.", no_args_is_help=True)
 app.add_typer(media, name="media")
-err = Console(stderr=True, soft_wrap=True)
+# Plain text: what is printed holds names and values users chose ("[/x]" is a valid user
+# name, ":-1:" a part of an address), never markup or emoji codes.
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 BATCH = 1000
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(Text.assemble(("error:", "red"), f" {message}"))
     return typer.Exit(code)
 
 
@@ -94,7 +97,7 @@ def checked_ccid(ccid: str) -> str:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
     demo: Annotated[bool, typer.Option("--demo", help="Seed a demo contact center first.")] = False,
 ) -> None:
     """Run the HTTP service (data under CALLREC_DATA_DIR, default ./callrec-data)."""
@@ -109,11 +112,17 @@ def serve(
         login = seed_demo(services)
         base = settings.public_url or f"http://{host}:{port}"
         err.print(
-            f"Demo contact center [bold]{login.ccid}[/bold] is ready. Sign in as "
-            f"[bold]{login.user}[/bold] / [bold]{login.password}[/bold] (unless changed), e.g.\n"
-            f"  curl -u {login.user}:{login.password} "
-            f"'{base}{settings.root_path}/api/v2/recordings?userName=*'",
-            highlight=False,
+            Text.assemble(
+                "Demo contact center ",
+                (login.ccid, "bold"),
+                " is ready. Sign in as ",
+                (login.user, "bold"),
+                " / ",
+                (login.password, "bold"),
+                " (unless changed), e.g.\n"
+                f"  curl -u {login.user}:{login.password} "
+                f"'{base}{settings.root_path}/api/v2/recordings?userName=*'",
+            )
         )
     try:
         server.run(create_app(settings, services), host, port, settings.log_level)
@@ -166,7 +175,7 @@ def users_add(
         )
     finally:
         services.close()
-    err.print(f"user {name} saved", highlight=False)
+    err.print(f"user {name} saved")
 
 
 @users.command("list")
@@ -182,7 +191,7 @@ def users_list() -> None:
         table.add_row(
             user.name, user.role, user.ccid or "-", user.first_name or "", user.last_name or ""
         )
-    Console().print(table)
+    Console(markup=False, emoji=False, highlight=False).print(table)
 
 
 @users.command("remove")
@@ -195,7 +204,7 @@ def users_remove(name: str) -> None:
         services.close()
     if not removed:
         raise fail(f"no user named {name}")
-    err.print(f"user {name} removed", highlight=False)
+    err.print(f"user {name} removed")
 
 
 @users.command("passwd")
@@ -217,7 +226,7 @@ def users_passwd(
         )
     finally:
         services.close()
-    err.print(f"password of {name} changed", highlight=False)
+    err.print(f"password of {name} changed")
 
 
 def _progress() -> Progress:
@@ -256,7 +265,7 @@ def import_(
     services = open_services()
 
     def on_error(line_no: int, message: str) -> None:
-        err.print(f"line {line_no}: {message}", highlight=False)
+        err.print(f"line {line_no}: {message}")
 
     gc.freeze()  # what start-up made lives as long as the command: no collection walks it
     started = time.monotonic()
@@ -274,11 +283,11 @@ def import_(
             rows = time.monotonic() - started
             if deferred:
                 progress.stop()
-                err.print("building the indexes ...", highlight=False)
+                err.print("building the indexes ...")
         services.store.optimize()
     finally:
         services.close()
-    err.print(_import_summary(result, rows, time.monotonic() - started, deferred), highlight=False)
+    err.print(_import_summary(result, rows, time.monotonic() - started, deferred))
     if result.failed:
         raise typer.Exit(1)
 
@@ -324,8 +333,11 @@ def export(
         query = parse_query(params) if params else RecordingQuery()
     except GWSError as error:
         raise fail(error.message, 2) from None
+    try:
+        out = output.open("wb") if output else sys.stdout.buffer
+    except OSError as error:
+        raise fail(f"cannot write {output}: {error.strerror or error}", 2) from None
     services = open_services()
-    out = output.open("wb") if output else sys.stdout.buffer
     count = 0
     try:
         with _progress() as progress:
@@ -341,7 +353,7 @@ def export(
         services.close()
         if output:
             out.close()
-    err.print(f"exported {count} recordings", highlight=False)
+    err.print(f"exported {count} recordings")
 
 
 @app.command()
@@ -349,7 +361,7 @@ def migrate() -> None:
     """Create or upgrade the database schema (start-up does this too)."""
     services = open_services()
     services.close()
-    err.print("database schema is up to date", highlight=False)
+    err.print("database schema is up to date")
 
 
 @media.command("check")
@@ -381,8 +393,7 @@ def media_check(
         f"checked {report.checked} media files: {report.count('missing')} missing, "
         f"{report.count('size')} of another size, {report.count('unreachable')} unreachable; "
         f"{report.count('orphan')} orphaned files among {report.listed} stored"
-        + (f"; {report.count('unlisted')} storages not listed" if report.count("unlisted") else ""),
-        highlight=False,
+        + (f"; {report.count('unlisted')} storages not listed" if report.count("unlisted") else "")
     )
     if report.failed:
         raise typer.Exit(1)
