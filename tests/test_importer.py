@@ -130,14 +130,15 @@ def assert_mixed_file_imported(services: Services, tmp_path: Path, jobs: int) ->
     assert [e["event"] for e in twice["eventHistory"]] == ["Joined", "Left"]
 
 
-@pytest.mark.parametrize("jobs", [0, 2])
-def test_small_blocks_joined_into_transactions_keep_file_order(
-    services: Services, tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("jobs", "load_size"), [(0, 700), (2, 700), (2, 100)])
+def test_blocks_joined_and_cut_into_transactions_keep_file_order(
+    services: Services, tmp_path: Path, jobs: int, load_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small blocks written a few at a time: errors still come in file order, the repeat
-    # still merges (its two lines are in different transactions), nothing is lost.
+    # Blocks written a few at a time, or a block cut into several: errors still come in file
+    # order, the repeat still merges (its two lines are in different transactions), nothing
+    # is lost, and no transaction holds more than the store's load size.
     monkeypatch.setattr(importer, "CHUNK", 300_000)
-    monkeypatch.setattr(services.store, "load_size", 700)
+    monkeypatch.setattr(services.store, "load_size", load_size)
     loads: list[int] = []
     load = services.store.load
     monkeypatch.setattr(
@@ -146,11 +147,25 @@ def test_small_blocks_joined_into_transactions_keep_file_order(
 
     assert_mixed_file_imported(services, tmp_path, jobs)
 
-    # 2,505 lines of about 1.1 kB: blocks of about 270 lines, joined until they hold 700
-    # lines (of which 3 are bad: not loaded); a transaction holds less than a block more.
-    assert len(loads) == 4
-    assert all(697 <= n < 700 + 300 for n in loads[:-1]), loads
+    # 2,505 lines of about 1.1 kB: blocks of about 270 lines, joined or cut into batches of
+    # the load size (of which 3 lines are bad: not loaded).
+    assert len(loads) == -(-2505 // load_size)
+    assert all(load_size - 3 <= n <= load_size for n in loads[:-1]), loads
     assert sum(loads) == 2502  # the valid lines
+
+
+def test_batches_cut_from_blocks_hold_every_line_once_and_count_every_byte() -> None:
+    blocks = [
+        (list(range(start, start + n)), 10 * n + 1)
+        for start, n in [(0, 5), (5, 12), (17, 0), (17, 3), (20, 7)]
+    ]
+    prepared = [([(i, "x", None) for i in lines], size) for lines, size in blocks]
+    batches = list(importer._joined(iter(prepared), 4))
+    assert [len(batch) for batch, _ in batches] == [4, 4, 4, 4, 4, 4, 3]
+    assert [n for batch, _ in batches for n, _, _ in batch] == list(range(27))
+    # Each block's bytes come with the batch of its last line: 0-4 (51) with the second;
+    # 5-16 (121), the empty block (1) and 17-19 (31) with the fifth; 20-26 with the last.
+    assert [size for _, size in batches] == [0, 51, 0, 0, 153, 0, 71]
 
 
 # An import killed once its first batch is written, after writing down its workers' pids

@@ -222,14 +222,19 @@ def _prepared(
 
 
 def _joined(batches: Iterator[tuple[Prepared, int]], lines: int) -> Iterator[tuple[Prepared, int]]:
-    """Consecutive prepared blocks joined until they hold ``lines`` lines (the last may
-    hold fewer)."""
+    """Consecutive prepared blocks joined and cut into batches of ``lines`` lines (the last
+    may hold fewer): a store's ``load_size`` is a limit, not a hint (PostgreSQL takes a lock
+    a recording, and its lock table is what bounds that size). A block's bytes count with the
+    batch that holds its last line."""
     joined: Prepared = []
-    consumed = 0
+    consumed = 0  # bytes of the blocks whose last line is in ``joined``
     for prepared, size in batches:
         joined += prepared
+        while len(joined) > lines:  # this block ends in a later batch
+            yield joined[:lines], consumed
+            joined, consumed = joined[lines:], 0
         consumed += size
-        if len(joined) >= lines:
+        if len(joined) == lines:
             yield joined, consumed
             joined, consumed = [], 0
     if joined or consumed:
