@@ -15,12 +15,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from callrec.model import to_store
+from callrec.model import to_store, validate_recording
 from callrec.query import RecordingQuery
 from callrec.store import open_store, pgrows, pgschema, postgres
 from callrec.store.pgremember import changed_recordings
 from callrec.store.pgschema import BESIDE, BY_ID, DEFERRED, IDS, TRIGRAM_INDEXES
 from callrec.store.postgres import PostgresStore
+from conftest import local_recording
 from test_importer import (
     KILLED_LOAD,
     KILLED_REPEATS,
@@ -381,3 +382,39 @@ def test_a_load_goes_on_merging_once_another_process_built_the_index_of_ids(pg_u
         assert counts(pg_url)[0] == 4
     finally:
         store.close()
+
+
+def test_a_server_writing_beside_a_load_without_the_index_of_ids_loses_nothing(
+    pg_url: str,
+) -> None:
+    """A server that was up before a load into an empty database writes beside it: without
+    the index of ids, a recording may get a row of the server's and one of the load's. A later
+    write starts from both, so that what each holds survives, and the load's end keeps one."""
+
+    def media(*names: str) -> dict[str, Any]:
+        files = [{"mediaId": name, "type": "audio/mp3"} for name in names]
+        return validate_recording(local_recording("r1", mediaFiles=files), "cc1")
+
+    server = open_store(pg_url)
+    loader = open_store(pg_url)
+    try:
+        with loader.bulk_load() as deferred:
+            assert deferred
+            assert server.load("cc1", [media("server-1.mp3")]) == [None]
+            assert loader.load("cc1", [to_store(None, media("load.mp3"))]) == [None]
+            assert counts(pg_url)[0] == 2  # a row each, for now
+            assert server.load("cc1", [media("server-2.mp3")]) == [None]
+        assert counts(pg_url)[0] == 1
+        for store in (server, loader):
+            found = store.get("cc1", "r1")
+            assert found is not None
+            assert sorted(m["mediaId"] for m in found["mediaFiles"]) == [
+                "load.mp3",
+                "server-1.mp3",
+                "server-2.mp3",
+            ]
+        with psycopg.connect(pg_url) as conn:
+            assert replica_identity(conn) == [IDS]
+    finally:
+        loader.close()
+        server.close()

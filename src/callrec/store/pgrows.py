@@ -83,6 +83,26 @@ def write_names(conn: psycopg.Connection[Any], ccid: str, keys: Iterable[IndexKe
         )
 
 
+def merged_rows(
+    conn: psycopg.Connection[Any], ccid: str, ids: list[str]
+) -> dict[str, Stored | bytes]:
+    """Recordings with more than one row, each merged from all of them in ``merge_repeats``'s
+    order. A write beside a load without the index of ids cannot see the load's rows not
+    committed yet, and adds one of its own: a later write must start from both, or what one
+    of them holds is lost when it replaces them all (each row of the id is written with the
+    merge; ``merge_repeats`` keeps one when the index is built)."""
+    rows = conn.execute(
+        "SELECT id, document FROM recordings WHERE ccid = %s AND id = ANY(%b)"
+        " ORDER BY id, age(xmin) DESC, ctid",
+        (ccid, ids),
+    )
+    merged: dict[str, Stored | bytes] = {}
+    for rec_id, group in groupby(rows, key=itemgetter(0)):
+        blobs = [bytes(blob) for _, blob in group]
+        merged[rec_id] = merged_repeats(rec_id, blobs) or blobs[0]
+    return merged
+
+
 def merge_repeats(conn: psycopg.Connection[Any]) -> int:
     """A load into an empty database inserts without the index of ids (``pgschema.IDS``): a
     recording that came more than once has a row for each time. Each such recording's rows

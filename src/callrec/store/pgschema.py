@@ -313,6 +313,8 @@ def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> int:
                 version = number
         if version == SCHEMA_VERSION:
             build_missing(conn)
+    if version == SCHEMA_VERSION:
+        identify_rows(conn)
     if rebuilt and conn.autocommit:
         vacuum(conn, "recording_names")
     return version
@@ -344,7 +346,21 @@ def build(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
                 _build_ids(conn)
             else:
                 conn.execute(ddl[name].encode())
-        if IDS in names:  # last: it waits for any build beside this one to end
+
+
+def identify_rows(conn: psycopg.Connection[Any]) -> None:
+    """Set what logical replication identifies a row by, where the index of ids was built
+    and it is not set yet: in a transaction of its own (its lock is the table's strongest).
+    Asked for in the transaction that built the index, which holds a weaker lock on the
+    table already, it deadlocked with a writer between its read and its write, and the
+    build was undone."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT x.indisreplident FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+            " WHERE x.indrelid = 'recordings'::regclass AND i.relname = %s",
+            (IDS,),
+        ).fetchone()
+        if row is not None and not row[0]:  # built, and not (or no longer) the identity
             conn.execute(_REPLICA_IDENTITY.encode())
 
 

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -371,7 +372,9 @@ class PostgresStore(DocumentSearch):
         return results
 
     @staticmethod
-    def _look_up(conn: psycopg.Connection[Any], ccid: str, ids: list[str]) -> dict[str, bytes]:
+    def _look_up(
+        conn: psycopg.Connection[Any], ccid: str, ids: list[str]
+    ) -> dict[str, bytes | Stored]:
         """The stored forms of ``ccid``'s recordings ``ids``, locked for the transaction."""
         # One lock per recording, taken in a fixed order: concurrent merges of the same
         # recording from any process run one after the other, and never deadlock.
@@ -387,13 +390,19 @@ class PostgresStore(DocumentSearch):
         conn.execute("SET LOCAL enable_seqscan = off")
         found = conn.execute(
             "SELECT id, document FROM recordings WHERE ccid = %s AND id = ANY(%b)", (ccid, ids)
-        )
-        return dict(found.fetchall())
+        ).fetchall()
+        current: dict[str, bytes | Stored] = dict(found)
+        if len(current) < len(found):  # a load's row, and one written beside it (``merged_rows``)
+            counted = Counter(rec_id for rec_id, _ in found)
+            current.update(pgrows.merged_rows(conn, ccid, [i for i, n in counted.items() if n > 1]))
+        return current
 
     def _index_ids(self) -> None:
         """Build what looks recordings up by id, in a load that dropped it."""
-        with self._conn() as conn, conn.transaction():
-            pgschema.build(conn, [name for name in pgschema.missing(conn) if name in BY_ID])
+        with self._conn() as conn:
+            with conn.transaction():
+                pgschema.build(conn, [name for name in pgschema.missing(conn) if name in BY_ID])
+            pgschema.identify_rows(conn)
         self._without_ids = False
 
     @contextmanager
@@ -456,6 +465,8 @@ class PostgresStore(DocumentSearch):
                     beside_builds.result()
             else:
                 build(missing)
+            with self._conn() as conn:
+                pgschema.identify_rows(conn)
         finally:
             self._remembered.forget(None)
 
