@@ -244,6 +244,19 @@ def test_blocks_cover_every_line_with_its_number(tmp_path: Path) -> None:
     assert b"".join(block for _, block in chunks) == source.read_bytes()
 
 
+def test_a_file_that_begins_with_a_byte_order_mark_imports_from_its_first_line(
+    services: Services, tmp_path: Path
+) -> None:
+    source = tmp_path / "bom.jsonl"
+    lines = [json.dumps(local_recording(name)) for name in ("first", "second")]
+    source.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    assert run_import(services, source, 0) == (2, 0, [])
+    mark_inside = tmp_path / "inside.jsonl"  # anywhere else, it is what the line holds
+    mark_inside.write_bytes(lines[0].encode() + b"\n\xef\xbb\xbf" + lines[1].encode())
+    imported, failed, errors = run_import(services, mark_inside, 0)
+    assert (imported, failed, [n for n, _ in errors]) == (1, 1, [2])
+
+
 def test_blocks_read_are_dropped_from_the_page_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

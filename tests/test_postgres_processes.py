@@ -435,6 +435,20 @@ def test_an_unreachable_database_stops_serve_and_migrate_quickly(
         assert_one_line_error(stderr, DB_PASSWORD)
 
 
+def test_a_database_that_refuses_says_why(pg_server: Any, tmp_path: Path) -> None:
+    """A server that answers but refuses (no such database) is named as refusing, with its
+    reason, not as silent; in one line, without the password."""
+    parts = urlsplit(with_password(pg_server.url))
+    url = urlunsplit(parts._replace(path="/callrec_no_such_database"))
+    env = {"CALLREC_DATABASE_URL": url, "CALLREC_DATABASE_TIMEOUT": str(DB_TIMEOUT)}
+    done = run_cli(tmp_path / "data", "migrate", env=env, timeout=WAIT)
+    assert done.returncode == 1
+    assert_one_line_error(done.stderr, DB_PASSWORD)
+    assert 'refused the connection: database "callrec_no_such_database" does not exist' in (
+        done.stderr
+    )
+
+
 def assert_gws_error(response: httpx.Response, http_status: int, url: str) -> None:
     assert response.status_code == http_status, response.text
     body = response.json()

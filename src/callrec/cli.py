@@ -97,7 +97,7 @@ def checked_ccid(ccid: str) -> str:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8080,
     demo: Annotated[bool, typer.Option("--demo", help="Seed a demo contact center first.")] = False,
 ) -> None:
     """Run the HTTP service (data under CALLREC_DATA_DIR, default ./callrec-data)."""

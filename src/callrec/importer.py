@@ -9,6 +9,7 @@ flight, so memory stays flat whatever the file's size.
 
 from __future__ import annotations
 
+import codecs
 import gc
 import multiprocessing
 import os
@@ -122,8 +123,11 @@ def _forget_read(handle: BinaryIO) -> None:
 
 
 def chunk_lines(chunk: Chunk) -> Lines:
-    """The non-blank lines of a block, with their numbers."""
+    """The non-blank lines of a block, with their numbers; without the byte-order mark some
+    editors begin a file with."""
     first, block = chunk
+    if first == 1 and block.startswith(codecs.BOM_UTF8):
+        block = block[len(codecs.BOM_UTF8) :]
     return [(n, line) for n, line in enumerate(block.split(b"\n"), first) if line.strip()]
 
 

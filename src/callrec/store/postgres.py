@@ -76,6 +76,19 @@ def _returned(conn: psycopg.Connection[Any]) -> None:
     _returned_at[conn] = time.monotonic()
 
 
+def _no_connection(url: str, timeout: float) -> str:
+    """Why no connection could be opened, in one line: what the server refused (no such
+    database or role, a password) when it answered, else that it did not. libpq's messages
+    name the host, port, database and user, never the password."""
+    reason = f"did not answer within {timeout:g} s"
+    try:
+        psycopg.connect(url, connect_timeout=max(2, int(timeout))).close()
+    except psycopg.OperationalError as error:
+        refused = str(error).partition("FATAL:")[2].strip()
+        reason = f"refused the connection: {' '.join(refused.split())}" if refused else reason
+    return f"PostgreSQL {reason} (CALLREC_DATABASE_URL)"
+
+
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
     """Check a pooled connection (a round trip) before use only when it has been idle: one
     that worked within the last second is used as it is, and if the database restarted in
@@ -150,9 +163,7 @@ class PostgresStore(DocumentSearch):
                 self._pool.open(wait=True, timeout=timeout)
         except PoolTimeout:
             self._pool.close()
-            raise ConnectionError(
-                f"PostgreSQL did not answer within {timeout:g} s (CALLREC_DATABASE_URL)"
-            ) from None
+            raise ConnectionError(_no_connection(url, timeout)) from None
         self._statistics_read: dict[Callable[[Any], Any], tuple[float, Any]] = {}
         self._without_ids = False  # in a load into an empty database, before the ids' index
         self._remembered = Remembered(url, max(2, int(timeout)))
