@@ -218,6 +218,7 @@ class TcpProxy:
         self.stall = False
         self.cut_after: int | None = None
         self.stall_after: int | None = None
+        self.cut_up_after: int | None = None  # bytes of a connection's requests, then cut
         self.bytes_back = 0
         self.open_upstream = 0
         self.requests: list[bytes] = []  # the first bytes of each request sent upstream
@@ -258,11 +259,18 @@ class TcpProxy:
             self._sockets.append(sock)
 
     def _pump_up(self, client: socket.socket, upstream: socket.socket) -> None:
+        sent = 0
         with contextlib.suppress(OSError):
             while data := client.recv(65536):
                 if data.split(b" ", 1)[0] in METHODS:  # the start of a request
                     with self._lock:
                         self.requests.append(data[:400])
+                sent += len(data)
+                if self.cut_up_after is not None and sent > self.cut_up_after:
+                    upstream.sendall(data[: len(data) - (sent - self.cut_up_after)])
+                    for sock in (upstream, client):  # the connection dies mid-request
+                        sock.shutdown(socket.SHUT_RDWR)
+                    break
                 upstream.sendall(data)
         with contextlib.suppress(OSError):
             upstream.shutdown(socket.SHUT_WR)

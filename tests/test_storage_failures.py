@@ -233,6 +233,40 @@ def test_wrong_credentials_are_502_and_never_shown(
         assert PASSWORD not in text
 
 
+def test_an_upload_cut_short_leaves_the_last_complete_file(
+    kind: str, relay: TcpProxy, request: pytest.FixtureRequest
+) -> None:
+    """A WebDAV server may write a PUT in place (wsgidav does): an upload is sent under a
+    name of its own and moved over the file once complete, so a connection that dies
+    mid-upload leaves the file as the last upload left it, and no half file beside it."""
+    key = ("" if kind == "webdav" else f"{request.getfixturevalue('s3').prefix}/") + "cc1/r/cut.wav"
+    first, second = b"1" * 300_000, b"2" * 600_000
+
+    async def put(store: MediaStore, data: bytes) -> int:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return await store.put(key, chunks(), len(data))
+
+    assert run(make_store(kind, relay.port, request), lambda s: put(s, first)) == len(first)
+    relay.cut_up_after = 200_000
+    error, _ = timed(lambda: run(make_store(kind, relay.port, request), lambda s: put(s, second)))
+    assert isinstance(error, StorageUnavailable), error
+    relay.cut_up_after = None
+
+    async def read_back(store: MediaStore) -> tuple[bytes, list[str]]:
+        body = await store.open_range(key, 0, len(first) - 1)
+        try:
+            data = b"".join([chunk async for chunk in body])
+        finally:
+            await body.aclose()
+        return data, [k async for k, _ in store.list_files(key.rsplit("/", 1)[0] + "/")]
+
+    data, listed = run(make_store(kind, relay.port, request), read_back)
+    assert data == first
+    assert listed == [key]
+
+
 def test_uploads_to_a_hung_storage_time_out(
     kind: str, relay: TcpProxy, request: pytest.FixtureRequest
 ) -> None:

@@ -3,10 +3,13 @@ authentication; what Genesys recorders PUT their files to."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree
 
+import anyio
 import httpx
 
 from callrec.errors import StorageUnavailable
@@ -55,23 +58,48 @@ class WebDAVStore(HttpStorage):
         return await self.open_body(request, "GET", start, end)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
+        """Sent under a name of its own beside the file, then moved over it: a server may
+        write a PUT in place (wsgidav does), and an upload cut short would otherwise leave
+        half a file where the last complete one was. Except a name with ``;`` or ``?``,
+        which some servers (wsgidav) cut a MOVE's destination at: put in place."""
         parts = key_parts(key)
+        spare = "/".join([*parts[:-1], f".callrec-upload-{uuid.uuid4().hex}"])
         async with spooled(chunks, max_bytes) as spool:
-            for attempt in range(2):
-                request = self.client.build_request(
-                    "PUT",
-                    self._file_url(key),
-                    headers={"Content-Length": str(spool.size)},
-                    content=spool.content()(),
+            if ";" in key or "?" in key:
+                await self._put(key, spool.size, spool.content(), parts[:-1])
+                return spool.size
+            try:
+                await self._put(spare, spool.size, spool.content(), parts[:-1])
+                move = self.client.build_request(
+                    "MOVE",
+                    self._file_url(spare),
+                    headers={"Destination": self._file_url(key), "Overwrite": "T"},
                 )
-                response = await self.send(request, "PUT", deadline=False)
-                if response.status_code != 409 or attempt:  # 409: a parent collection is missing
-                    await self.check(response, "PUT", (200, 201, 204))
-                    await response.aclose()
-                    return spool.size
+                await self.simple(move, "MOVE", (201, 204))
+            except BaseException:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await self.delete(spare)
+                raise
+            return spool.size
+
+    async def _put(
+        self,
+        key: str,
+        size: int,
+        content: Callable[[], AsyncIterator[bytes]],
+        collections: list[str],
+    ) -> None:
+        for attempt in range(2):
+            request = self.client.build_request(
+                "PUT", self._file_url(key), headers={"Content-Length": str(size)}, content=content()
+            )
+            response = await self.send(request, "PUT", deadline=False)
+            if response.status_code != 409 or attempt:  # 409: a parent collection is missing
+                await self.check(response, "PUT", (200, 201, 204))
                 await response.aclose()
-                await self._make_collections(parts[:-1])
-        raise AssertionError("unreachable")
+                return
+            await response.aclose()
+            await self._make_collections(collections)
 
     async def _make_collections(self, parts: list[str]) -> None:
         for depth in range(1, len(parts) + 1):
