@@ -3,8 +3,9 @@
 Granian parses HTTP and moves bytes in Rust threads and calls the ASGI application on this
 process's event loop (its "embedded" mode), so per request far less Python runs than on a
 pure-Python server: ``bench/media.py`` measured seeks (64 KiB ranges) at 1.1-1.3 times
-uvicorn's requests/s with the same application. It also sends whole files itself (the ASGI
-``http.response.pathsend`` extension), which whole-file plays use.
+uvicorn's requests/s with the same application. Its own file sending (the ASGI
+``http.response.pathsend`` extension) is not used: it opens the file by its path after the
+headers went out, and a file replaced meanwhile was sent under the old one's headers.
 
 It runs in this process, not in a worker process of its own, because the service is one
 process: a ``kill -9`` of ``callrec serve`` stops everything, and a new server on the same

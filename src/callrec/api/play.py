@@ -19,7 +19,6 @@ import functools
 import logging
 import os
 from collections.abc import Coroutine, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -66,7 +65,7 @@ async def play(request: Request, services: Services, doc: Document, media_id: st
     if isinstance(store, LocalMediaStore) and store.on_loop:
         try:
             return store.use_file(
-                key, lambda fd, st, path: _play_local(store, media, asked, fd, st, path)
+                key, lambda fd, st, _path: _play_local(store, media, asked, fd, st)
             )
         except OSError as error:
             log.warning("storage %s: %s", store.name, error)
@@ -88,7 +87,6 @@ def _play_local(
     asked: _Asked,
     fd: int,
     st: os.stat_result,
-    path: str,
 ) -> Response:
     """Play from a local file open as ``fd`` (lent: read now, or ``dup`` it to stream)."""
     answer = _answer(media, asked, st.st_size, etag(st))
@@ -103,9 +101,11 @@ def _play_local(
         if data is not None and len(data) == length:
             return RawResponse(status, headers, data)
     # Larger, or not in the page cache (read in a worker thread), or the file shrank since
-    # the stat (the stream then aborts rather than send a short body): streamed.
-    whole = start == 0 and end == st.st_size - 1
-    body = LocalBody(os.dup(fd), start, end, Path(path) if whole else None, store)
+    # the stat (the stream then aborts rather than send a short body): streamed from the
+    # descriptor the headers were made from. Not handed to the server by its path (ASGI's
+    # pathsend): it opens the path after the headers are sent, and a file replaced meanwhile
+    # went out whole under the headers (size, entity tag) of the one it replaced.
+    body = LocalBody(os.dup(fd), start, end, store)
     return MediaResponse(body, length, status, headers)
 
 
@@ -205,8 +205,7 @@ class RawResponse(Response):
 
 
 class MediaResponse(Response):
-    """Sends an opened ``MediaBody``: as a file when the server can send files itself (the
-    ASGI ``http.response.pathsend`` extension), else chunk by chunk. ``headers`` are header
+    """Sends an opened ``MediaBody`` chunk by chunk. ``headers`` are header
     lines as the server takes them, or a mapping (then ``media_type`` is the Content-Type)."""
 
     def __init__(
@@ -236,10 +235,7 @@ class MediaResponse(Response):
                     "headers": self.raw_headers,
                 }
             )
-            path = self.media_body.path
-            if path is not None and "http.response.pathsend" in scope.get("extensions", {}):
-                await send({"type": "http.response.pathsend", "path": str(path)})
-            elif self.length <= WATCH_ABOVE:
+            if self.length <= WATCH_ABOVE:
                 await self._send_body(send)
             else:
                 await self._send_body_watched(receive, send)

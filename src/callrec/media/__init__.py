@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Protocol
 
 from callrec.errors import InvalidParameter, NotFound, StorageUnavailable
@@ -62,10 +61,6 @@ class MediaBody(Protocol):
     ``aclose`` releases the file or the upstream connection, also when the body was not
     read to the end (the client went away).
     """
-
-    #: A local file holding exactly these bytes from offset 0 (whole-file reads of a local
-    #: store), so that a server offering zero-copy sending can send the file itself.
-    path: Path | None
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

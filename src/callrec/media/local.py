@@ -129,16 +129,15 @@ class LocalMediaStore:
 
     async def open_range(self, key: str, start: int, end: int) -> LocalBody:
         if self.on_loop:
-            fd, st, path = self.use_file(key, _own)
+            fd = self.use_file(key, _own)[0]
         else:
             opening = _Opening(self, key)
             try:
-                fd, st, path = await blocking(opening.run, timeout=self.timeout, storage=self.name)
+                fd = (await blocking(opening.run, timeout=self.timeout, storage=self.name))[0]
             except StorageTimeout:
                 opening.abandon()
                 raise
-        whole = start == 0 and end == st.st_size - 1
-        return LocalBody(fd, start, end, Path(path) if whole else None, self)
+        return LocalBody(fd, start, end, self)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         target = self.path(key)
@@ -322,14 +321,11 @@ class _Opening:
 class LocalBody:
     """An open file and the range to send from it."""
 
-    def __init__(
-        self, fd: int, start: int, end: int, path: Path | None, store: LocalMediaStore
-    ) -> None:
+    def __init__(self, fd: int, start: int, end: int, store: LocalMediaStore) -> None:
         self._fd: int | None = fd
         self._position = start
         self._end = end
         self._store = store
-        self.path = path
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while self._fd is not None and self._position <= self._end:

@@ -15,7 +15,6 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 import anyio
@@ -131,8 +130,6 @@ class HttpStorage:
 
 class HttpBody:
     """The body of a storage's answer, streamed as the client consumes it."""
-
-    path: Path | None = None
 
     def __init__(self, storage: str, response: httpx.Response, length: int) -> None:
         self._storage = storage
