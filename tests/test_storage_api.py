@@ -585,3 +585,30 @@ def test_delete_never_removes_another_recordings_upload(
     assert app.client.delete(f"{OPS}/{other}", headers=RECORDER).json() == {"statusCode": 0}
     assert (dav.root / key).read_bytes() == DATA
     assert play(app, owner).content == DATA
+
+
+def test_a_file_replaced_between_its_stat_and_its_read_is_played_whole_as_it_now_is(
+    make_app: Callable[..., App], dav: WebDAV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app()
+    name, rec_id = f"{unique('swap')}.mp3", unique()
+    (dav.root / "voice").mkdir(exist_ok=True)
+    (dav.root / "voice" / name).write_bytes(b"old bytes")
+    with_media(app, {"storage": "webDAV", "path": f"/recordings/voice/{name}"}, rec_id)
+    store = app.services.storages.get("dav")
+    real_stat = store.stat
+    stats: list[str] = []
+
+    async def stat_then_replace(key: str) -> Any:
+        found = await real_stat(key)
+        if not stats:  # replaced by a recorder right after the first stat
+            (dav.root / "voice" / name).write_bytes(b"the new, longer bytes")
+        stats.append(key)
+        return found
+
+    monkeypatch.setattr(store, "stat", stat_then_replace)
+    response = play(app, rec_id)
+    assert response.status_code == 200
+    assert response.content == b"the new, longer bytes"
+    assert response.headers["content-length"] == str(len(b"the new, longer bytes"))
+    assert len(stats) == 2  # answered again from a fresh stat

@@ -18,7 +18,7 @@ import pytest
 from pydantic import SecretStr
 
 from callrec.errors import InvalidParameter
-from callrec.media import MediaMissing, MediaStore, UploadTooLarge
+from callrec.media import MediaChanged, MediaMissing, MediaStore, UploadTooLarge
 from callrec.media.config import S3Config, WebDAVConfig, build_store
 from callrec.media.local import LocalMediaStore
 from storage_servers import PASSWORD, S3, USER, WebDAV, s3_server, webdav_server
@@ -316,3 +316,29 @@ def test_a_body_closed_early_leaves_the_store_usable(backend: Backend) -> None:
     assert big.startswith(first)
     assert again == big[100:200]
     assert size == len(big)
+
+
+def test_a_file_replaced_after_its_stat_is_not_read_as_that_stat(backend: Backend) -> None:
+    """A play's headers come from ``stat``; a file replaced before its bytes are opened is
+    ``MediaChanged`` (the play then answers again from a fresh stat), never the new bytes
+    under the old headers."""
+    key = backend.key("cc1/r/replaced.wav")
+
+    async def action(store: MediaStore) -> tuple[bool, bytes]:
+        await store.put(key, chunks(b"first version"), 100)
+        before = await store.stat(key)
+        await store.put(key, chunks(b"second, longer version"), 100)
+        try:
+            await store.open_range(key, 0, 4, before)
+        except MediaChanged:
+            changed = True
+        else:
+            changed = False
+        after = await store.stat(key)
+        body = await store.open_range(key, 0, after.size - 1, after)
+        try:
+            return changed, b"".join([chunk async for chunk in body])
+        finally:
+            await body.aclose()
+
+    assert backend.run(action) == (True, b"second, longer version")

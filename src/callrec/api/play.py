@@ -28,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from callrec.api.errors import error_response
 from callrec.errors import GWSError, NotFound, StorageUnavailable
-from callrec.media import MediaBody, MediaStore
+from callrec.media import MediaBody, MediaChanged, MediaStore
 from callrec.media.http import (
     RangeNotSatisfiable,
     content_disposition,
@@ -70,15 +70,23 @@ async def play(request: Request, services: Services, doc: Document, media_id: st
         except OSError as error:
             log.warning("storage %s: %s", store.name, error)
             raise StorageUnavailable() from None
-    stat = await _storage_call(store, store.stat(key))
-    answer = _answer(media, asked, stat.size, stat.etag)
-    if isinstance(answer, Response):
-        return answer
-    status, start, end, headers = answer
-    if asked.head or end < start:  # HEAD reads no byte from the storage
-        return RawResponse(status, headers)
-    body = await _storage_call(store, store.open_range(key, start, end))
-    return MediaResponse(body, end - start + 1, status, headers)
+    for attempt in range(2):
+        stat = await _storage_call(store, store.stat(key))
+        answer = _answer(media, asked, stat.size, stat.etag)
+        if isinstance(answer, Response):
+            return answer
+        status, start, end, headers = answer
+        if asked.head or end < start:  # HEAD reads no byte from the storage
+            return RawResponse(status, headers)
+        try:
+            body = await _storage_call(store, store.open_range(key, start, end, stat))
+        except MediaChanged:  # replaced since its stat: answered again from a fresh one
+            if attempt:
+                log.warning("storage %s: %s changed while it was being opened", store.name, key)
+                raise
+            continue
+        return MediaResponse(body, end - start + 1, status, headers)
+    raise AssertionError("unreachable")
 
 
 def _play_local(

@@ -53,6 +53,10 @@ class MediaStat:
     etag: str
 
 
+class MediaChanged(StorageUnavailable):
+    """The file was replaced between its ``stat`` and the read of its bytes."""
+
+
 class MediaBody(Protocol):
     """An opened byte range: the storage has answered, the bytes are still to be read.
 
@@ -76,10 +80,13 @@ class MediaStore(Protocol):
     async def stat(self, key: str) -> MediaStat:
         """Size and entity tag of the file; raises ``MediaMissing``, ``StorageUnavailable``."""
 
-    async def open_range(self, key: str, start: int, end: int) -> MediaBody:
+    async def open_range(
+        self, key: str, start: int, end: int, expected: MediaStat | None = None
+    ) -> MediaBody:
         """Open bytes ``start..end`` inclusive for streaming: a ranged read on the storage,
         never the whole file. Failures (missing file, storage down or slow) are raised here,
-        before any byte is sent."""
+        before any byte is sent; ``MediaChanged`` when the file is no longer the one
+        ``expected`` describes (its ``stat``, which the answer's headers were made from)."""
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         """Store a file durably from a stream; returns its size. Nothing is left on failure."""

@@ -32,6 +32,7 @@ import anyio
 
 from callrec.errors import InvalidParameter
 from callrec.media import (
+    MediaChanged,
     MediaMissing,
     MediaStat,
     StorageKind,
@@ -127,16 +128,21 @@ class LocalMediaStore:
             raise
         return fd, st, path
 
-    async def open_range(self, key: str, start: int, end: int) -> LocalBody:
+    async def open_range(
+        self, key: str, start: int, end: int, expected: MediaStat | None = None
+    ) -> LocalBody:
         if self.on_loop:
-            fd = self.use_file(key, _own)[0]
+            fd, st, _ = self.use_file(key, _own)
         else:
             opening = _Opening(self, key)
             try:
-                fd = (await blocking(opening.run, timeout=self.timeout, storage=self.name))[0]
+                fd, st, _ = await blocking(opening.run, timeout=self.timeout, storage=self.name)
             except StorageTimeout:
                 opening.abandon()
                 raise
+        if expected is not None and (st.st_size, etag(st)) != (expected.size, expected.etag):
+            os.close(fd)
+            raise MediaChanged()
         return LocalBody(fd, start, end, self)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:

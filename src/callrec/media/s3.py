@@ -82,10 +82,12 @@ class S3Store(HttpStorage):
         response = await self.simple(self._request("HEAD", key), "HEAD", (200,))
         return stat_from_headers(response)
 
-    async def open_range(self, key: str, start: int, end: int) -> HttpBody:
+    async def open_range(
+        self, key: str, start: int, end: int, expected: MediaStat | None = None
+    ) -> HttpBody:
         key_parts(key)
         request = self._request("GET", key, headers={"Range": f"bytes={start}-{end}"})
-        return await self.open_body(request, "GET", start, end)
+        return await self.open_body(request, "GET", start, end, expected)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         key_parts(key)

@@ -50,12 +50,14 @@ class WebDAVStore(HttpStorage):
         request = self.client.build_request("HEAD", self._file_url(key))
         return stat_from_headers(await self.simple(request, "HEAD", (200,)))
 
-    async def open_range(self, key: str, start: int, end: int) -> HttpBody:
+    async def open_range(
+        self, key: str, start: int, end: int, expected: MediaStat | None = None
+    ) -> HttpBody:
         key_parts(key)
         request = self.client.build_request(
             "GET", self._file_url(key), headers={"Range": f"bytes={start}-{end}"}
         )
-        return await self.open_body(request, "GET", start, end)
+        return await self.open_body(request, "GET", start, end, expected)
 
     async def put(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         """Sent under a name of its own beside the file, then moved over it: a server may
