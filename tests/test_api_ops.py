@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -832,6 +834,33 @@ def test_an_uploaded_file_is_what_an_export_gives_as_the_location(client: TestCl
     post_ok(client, exported)  # imported again: still the uploaded bytes
     played = client.get("/api/v2/recordings/rec-1/play/a.mp3", headers=basic("alice"))
     assert played.content == b"uploaded"
+
+
+def test_uploads_to_one_file_at_once_record_the_size_of_the_bytes_it_holds(
+    client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first upload's record is held back until the second published its file: without
+    uploads to one file one after the other, the first's size was recorded over the
+    second's bytes."""
+    post_ok(client, local_recording("rec-1"))
+    upsert = services.store.upsert
+    calls: list[int] = []
+
+    def slow_first(ccid: str, docs: Any) -> Any:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            time.sleep(0.5)  # the other upload publishes its file meanwhile, when it can
+        return upsert(ccid, docs)
+
+    monkeypatch.setattr(services.store, "upsert", slow_first)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(upload, client, "rec-1", "a.mp3", b"1" * 5)
+        time.sleep(0.2)
+        second = pool.submit(upload, client, "rec-1", "a.mp3", b"2" * 7)
+        assert [first.result().status_code, second.result().status_code] == [200, 200]
+    [media] = stored(client, "rec-1")["mediaFiles"]
+    played = client.get("/api/v2/recordings/rec-1/play/a.mp3", headers=basic("alice"))
+    assert (media["size"], played.content) == ("7", b"2" * 7)
 
 
 def test_upload_size_limit(make_client: Callable[..., TestClient], tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from callrec.media.http import (
     if_range_allows,
     parse_range,
 )
-from callrec.media.local import CHUNK, LocalMediaStore, UploadTooLarge, etag
+from callrec.media.local import ABANDONED_AFTER_S, CHUNK, LocalMediaStore, UploadTooLarge, etag
 
 # --------------------------------------------------------------------------- parse_range
 
@@ -309,6 +309,18 @@ def test_put_stores_the_streamed_bytes(store: LocalMediaStore, root: Path) -> No
     assert size == sum(map(len, pieces))
     assert (root / "cc1" / "rec-1" / "call.mp3").read_bytes() == b"".join(pieces)
     assert incoming(root) == []
+
+
+def test_what_killed_uploads_left_is_removed_when_the_store_opens(root: Path) -> None:
+    incoming = root / ".incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "abandoned").write_bytes(b"half an upload")
+    (incoming / "in-progress").write_bytes(b"being written")
+    old = time.time() - ABANDONED_AFTER_S - 60
+    os.utime(incoming / "abandoned", (old, old))
+    LocalMediaStore(root)
+    assert sorted(p.name for p in incoming.iterdir()) == ["in-progress"]
+    LocalMediaStore(root / "elsewhere")  # no directory yet: nothing to do
 
 
 def test_put_accepts_exactly_the_limit(store: LocalMediaStore, root: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -189,6 +191,18 @@ async def delete_media(services: Services, ccid: str, recording_id: str, doc: Do
                 )
 
 
+_upload_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _upload_lock(name: str) -> asyncio.Lock:
+    """The lock of uploads to the file ``name``, there while some upload holds or awaits it.
+    Per process: several servers sharing a store each serialise only their own."""
+    lock = _upload_locks.get(name)
+    if lock is None:
+        lock = _upload_locks[name] = asyncio.Lock()
+    return lock
+
+
 @router.put("/api/v2/ops" + PATH + "/{recording_id}/media/{media_id}", summary="Upload media bytes")
 async def upload(
     ccid: ValidCcid,
@@ -205,31 +219,36 @@ async def upload(
     refuse_declared_over(request, limit, UploadTooLarge())
     store = services.storages.uploads()
     key = f"{ccid}/{recording_id}/{media_id}"
-    size = await store.put(key, request.stream(), limit)
-    existing = next((m for m in doc.get("mediaFiles", []) if m.get("mediaId") == media_id), None)
-    location = {"storage": store.name, "path": key}
-    # The upload is where the media is now given: what an export writes (``as_posted``), in
-    # place of a location the recorder sent before, whose bytes are no longer the ones played.
-    media: Document = {
-        "mediaId": media_id,
-        "size": str(size),
-        "mediaDescriptor": location,
-        "originalMediaDescriptor": dict(location),
-    }
-    if not (existing or {}).get("type"):
-        sent = request.headers.get("content-type", "").split(";")[0].strip()
-        media["type"] = (
-            sent
-            if sent and sent != "application/octet-stream"
-            else mimetypes.guess_type(media_id)[0]
-        ) or "application/octet-stream"
-    update = {"id": recording_id, "region": doc.get("region"), "mediaFiles": [media]}
-    [outcome] = await run_in_threadpool(services.store.upsert, ccid, [update])
-    if isinstance(outcome, GWSError):
-        if await run_in_threadpool(services.store.get, ccid, recording_id) is None:
-            # Deleted while the bytes arrived: the delete could not know of this file, and
-            # no recording will ever point at it.
-            await delete_media(services, ccid, recording_id, {"mediaFiles": [media]})
-            raise NotFound("Recording not found")
-        raise outcome
+    # Uploads to one file, one after the other: the size recorded is that of the bytes the
+    # file holds (two at once could each publish, then record, in opposite orders).
+    async with _upload_lock(f"{store.name}/{key}"):
+        size = await store.put(key, request.stream(), limit)
+        existing = next(
+            (m for m in doc.get("mediaFiles", []) if m.get("mediaId") == media_id), None
+        )
+        location = {"storage": store.name, "path": key}
+        # The upload is where the media is now given: what an export writes (``as_posted``), in
+        # place of a location the recorder sent before, whose bytes are no longer the ones played.
+        media: Document = {
+            "mediaId": media_id,
+            "size": str(size),
+            "mediaDescriptor": location,
+            "originalMediaDescriptor": dict(location),
+        }
+        if not (existing or {}).get("type"):
+            sent = request.headers.get("content-type", "").split(";")[0].strip()
+            media["type"] = (
+                sent
+                if sent and sent != "application/octet-stream"
+                else mimetypes.guess_type(media_id)[0]
+            ) or "application/octet-stream"
+        update = {"id": recording_id, "region": doc.get("region"), "mediaFiles": [media]}
+        [outcome] = await run_in_threadpool(services.store.upsert, ccid, [update])
+        if isinstance(outcome, GWSError):
+            if await run_in_threadpool(services.store.get, ccid, recording_id) is None:
+                # Deleted while the bytes arrived: the delete could not know of this file, and
+                # no recording will ever point at it.
+                await delete_media(services, ccid, recording_id, {"mediaFiles": [media]})
+                raise NotFound("Recording not found")
+            raise outcome
     return GWSResponse({"statusCode": 0, "size": size})

@@ -15,6 +15,7 @@ thread under ``CALLREC_STORAGE_TIMEOUT``, and nothing is kept open.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -50,6 +51,7 @@ CHUNK = 256 * 1024
 # and how long one unused is kept.
 OPEN_FILES = 64
 OPEN_FILE_IDLE = 10.0
+ABANDONED_AFTER_S = 3600  # an upload's temporary file not written to for this long is removed
 _NOWAIT = getattr(os, "RWF_NOWAIT", 0)
 _MISSING = (FileNotFoundError, NotADirectoryError)
 T = TypeVar("T")
@@ -72,6 +74,18 @@ class LocalMediaStore:
         self._root_text = str(self.root)
         self._tmp = self.root / ".incoming"
         self._open_files = _OpenFiles(self)
+        self._forget_abandoned_uploads()
+
+    def _forget_abandoned_uploads(self) -> None:
+        """Remove what uploads left in ``.incoming`` when their process was killed: files not
+        written to for an hour (an upload in progress writes on; servers sharing the
+        directory may have some)."""
+        stale = time.time() - ABANDONED_AFTER_S
+        with contextlib.suppress(OSError):  # no directory yet, or a read-only store
+            for entry in os.scandir(self._tmp):
+                with contextlib.suppress(OSError):
+                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < stale:
+                        os.unlink(entry.path)
 
     def path(self, key: str) -> Path:
         """The file for ``key``; raises ``InvalidParameter`` for keys leaving the directory."""
