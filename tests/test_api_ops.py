@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
@@ -861,6 +862,52 @@ def test_uploads_to_one_file_at_once_record_the_size_of_the_bytes_it_holds(
     [media] = stored(client, "rec-1")["mediaFiles"]
     played = client.get("/api/v2/recordings/rec-1/play/a.mp3", headers=basic("alice"))
     assert (media["size"], played.content) == ("7", b"2" * 7)
+
+
+def test_an_upload_whose_body_ends_early_is_400_and_keeps_nothing(
+    client: TestClient, settings: Settings
+) -> None:
+    post_ok(client, local_recording("rec-1"))
+    path = ops_url("cc1", "rec-1", "media", "a.mp3")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", RECORDER["Authorization"].encode()),
+            (b"content-length", b"1000000"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+    messages = [
+        {"type": "http.request", "body": b"x" * 300_000, "more_body": True},
+        {"type": "http.disconnect"},  # the client half-closed: no more bytes
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    anyio.run(client.app, scope, receive, send)
+    assert sent[0]["status"] == 400
+    body = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+    assert body == {
+        "statusCode": 2,
+        "statusMessage": "The upload ended before all of its bytes arrived",
+    }
+    assert files_under(settings.resolved_media_dir) == set()
+    assert stored(client, "rec-1")["mediaFiles"] == []
 
 
 def test_upload_size_limit(make_client: Callable[..., TestClient], tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from callrec.api import search as searching
@@ -222,7 +223,10 @@ async def upload(
     # Uploads to one file, one after the other: the size recorded is that of the bytes the
     # file holds (two at once could each publish, then record, in opposite orders).
     async with _upload_lock(f"{store.name}/{key}"):
-        size = await store.put(key, request.stream(), limit)
+        try:
+            size = await store.put(key, request.stream(), limit)
+        except ClientDisconnect:  # the body ended early: nothing was kept
+            raise InvalidParameter("The upload ended before all of its bytes arrived") from None
         existing = next(
             (m for m in doc.get("mediaFiles", []) if m.get("mediaId") == media_id), None
         )
