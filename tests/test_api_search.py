@@ -566,6 +566,9 @@ def test_bad_limit_is_status_2(client: TestClient, limit: str) -> None:
         cursor_of(b'[-9223372036854775809,"x"]'),
         cursor_of(b'[99999999999999999999999999,"x"]'),
         cursor_of(b"\xff\xfe"),
+        cursor_of(b'[0,"\\u0000"]'),  # an id PostgreSQL cannot even compare (it was a 500)
+        cursor_of(b'[0,"a/b"]'),
+        cursor_of(b'[0,""]'),
     ],
 )
 def test_bad_cursor_is_status_2(client: TestClient, cursor: str) -> None:
