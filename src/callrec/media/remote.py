@@ -123,17 +123,18 @@ class HttpStorage:
     ) -> HttpBody:
         """Send a ranged GET and check that the storage answered with exactly the bytes
         ``start..end``: a storage that ignores ``Range`` is never read whole. With the
-        ``expected`` stat, also that they are of that file: same size and entity tag (a file
-        replaced since would otherwise be sent under the other one's headers)."""
+        ``expected`` stat, also that they are of that file: same size and, where the answer
+        has a strong entity tag, the same one (a file replaced since would otherwise be sent
+        under the other one's headers)."""
         response = await self.check(await self.send(request, what), what, (206,))
         match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
         if not match or (int(match.group(1)), int(match.group(2))) != (start, end):
             await response.aclose()
             log.warning("storage %s: %s answered another byte range", self.name, what)
             raise StorageUnavailable()
+        tag = response.headers.get("etag", "")
         if expected is not None and (
-            match.group(3) != str(expected.size)
-            or entity_tag(response, expected.size) != expected.etag
+            match.group(3) != str(expected.size) or (_strong(tag) and tag != expected.etag)
         ):
             await response.aclose()
             raise MediaChanged()
@@ -181,17 +182,15 @@ def stat_from_headers(response: httpx.Response) -> MediaStat:
         size = int(response.headers["content-length"])
     except (KeyError, ValueError):
         raise StorageUnavailable() from None
-    return MediaStat(size=size, etag=entity_tag(response, size))
-
-
-def entity_tag(response: httpx.Response, size: int) -> str:
-    """The storage's strong entity tag of a file of ``size`` bytes, or one made from its
-    modification time and weak tag."""
-    etag: str = response.headers.get("etag", "")
-    if not (etag.startswith('"') and etag.endswith('"') and len(etag) > 2):
+    etag = response.headers.get("etag", "")
+    if not _strong(etag):
         stamp = response.headers.get("last-modified", "") + etag
         etag = f'"{hashlib.sha256(stamp.encode()).hexdigest()[:16]}-{size:x}"'
-    return etag
+    return MediaStat(size=size, etag=etag)
+
+
+def _strong(etag: str) -> bool:
+    return etag.startswith('"') and etag.endswith('"') and len(etag) > 2
 
 
 @dataclass
