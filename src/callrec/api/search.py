@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from callrec.api.errors import GWSResponse
 from callrec.doccodec import decode
 from callrec.errors import InvalidParameter
-from callrec.model import ID_PATTERN
+from callrec.model import is_safe_name
 from callrec.query import MAX_INSTANT_MS, MIN_INSTANT_MS, parse_query
 from callrec.services import Services
 from callrec.store import Document, SearchKey, search_key
@@ -66,7 +66,7 @@ def decode_cursor(value: str) -> SearchKey:
         type(start) is not int
         or not MIN_INSTANT_MS <= start <= MAX_INSTANT_MS
         or not isinstance(rec_id, str)
-        or not ID_PATTERN.fullmatch(rec_id)  # ids as stored (no NUL, which PostgreSQL refuses)
+        or not is_safe_name(rec_id)  # an id as stored (no NUL, which PostgreSQL refuses)
     ):
         raise InvalidParameter("cursor is not valid")
     return start, rec_id
